@@ -1,0 +1,218 @@
+"""The proxy evaluator: the trusted side of one evaluation.
+
+gate (static policy) -> sandboxed child: smoke run, params, FLOPs -> budget check -> training, one
+val-logits frame per epoch, judged here -> test logits of the selected epoch. This process holds the
+val and test labels and computes every metric; the child only ever receives inputs. Faults of the
+candidate come back as an `EvalResult` with a status, never as an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autofusion import gate
+from autofusion.evaluation import metrics
+from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
+from autofusion.sandbox import wire
+from autofusion.sandbox.pool import JobChannel, Sandbox
+from autofusion.tasks.format import Task, load_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits a candidate must meet before it is trained (edge-device constraints)."""
+
+    max_params: int | None = None
+    max_flops: int | None = None
+
+    def violation(self, params: int, flops: int) -> str | None:
+        if self.max_params is not None and params > self.max_params:
+            return f"{params:,} parameters exceed --max-params {self.max_params:,}"
+        if self.max_flops is not None and flops > self.max_flops:
+            return f"{flops:,} FLOPs per sample exceed --max-flops {self.max_flops:,}"
+        return None
+
+
+class _Outcome(Exception):
+    """Ends an evaluation early with a status (internal control flow)."""
+
+    def __init__(self, status: Status, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.stage, self.error = status, stage, error
+
+
+class ProxyEvaluator:
+    """Scores candidate code on one task under one protocol."""
+
+    def __init__(self, task_dir: str | Path, sandbox: Sandbox | None = None, budgets: Budgets = Budgets(),
+                 static_policy: bool = True, task: Task | None = None) -> None:
+        self.task = task or load_task(task_dir)
+        self.sandbox = sandbox or Sandbox(task_dir)
+        self._owns_sandbox = sandbox is None
+        self.budgets = budgets
+        self.static_policy = static_policy
+        val, test = self.task.splits["val"], self.task.splits["test"]
+        self.shapes = {s: (self.task.splits[s].n, self.task.spec.num_classes) for s in ("val", "test")}
+        assert val.labels is not None and test.labels is not None
+
+    def close(self) -> None:
+        if self._owns_sandbox:
+            self.sandbox.close()
+
+    # ------------------------------------------------------------------------------ public API
+
+    def check(self, code: str) -> list[gate.Violation]:
+        return gate.check_source(code) if self.static_policy else []
+
+    def smoke(self, code: str, settings: TrainSettings) -> EvalResult:
+        """Gate and smoke run only (no training): used to validate generated code cheaply."""
+        return self._run(code, settings, smoke_only=True)
+
+    def evaluate(self, code: str, settings: TrainSettings) -> EvalResult:
+        return self._run(code, settings, smoke_only=False)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _run(self, code: str, settings: TrainSettings, smoke_only: bool) -> EvalResult:
+        started = time.monotonic()
+        violations = self.check(code)
+        if violations:
+            return EvalResult(Status.REJECTED, stage="gate", error="\n".join(map(str, violations)), settings=settings)
+        channel = self.sandbox.open_job(settings, smoke_only=smoke_only)
+        state = _Progress()
+        try:
+            self._converse(channel, code, settings, smoke_only, started, state)
+            status, stage, error = Status.OK, None, None
+        except _Outcome as out:
+            status, stage, error = out.status, out.stage, out.error
+        finally:
+            channel.close()
+        return state.result(status, stage, error, settings, time.monotonic() - started, self.task)
+
+    def _converse(self, ch: JobChannel, code: str, settings: TrainSettings, smoke_only: bool,
+                  started: float, state: "_Progress") -> None:
+        deadline = started + settings.timeout_s
+        smoke_deadline = min(deadline, time.monotonic() + settings.smoke_timeout_s)
+        hello = self._recv(ch, smoke_deadline, "smoke")
+        ch.protections = list(hello.header.get("protections", []))
+        ch.send({"type": "code", "code": code})
+        frame = self._recv(ch, smoke_deadline, "smoke")
+        self._raise_if_error(frame, ch)
+        if frame.type != "smoke_ok":
+            raise _Outcome(Status.FAILED, "smoke", f"unexpected message {frame.type!r} from the candidate process")
+        state.params, state.flops = _as_count(frame.header.get("params")), _as_count(frame.header.get("flops"))
+        problem = self.budgets.violation(state.params, state.flops)
+        if problem:
+            raise _Outcome(Status.REJECTED, "budget", problem)
+        if smoke_only:
+            return
+        ch.send({"type": "go"})
+        train_started = time.monotonic()
+        self._train(ch, settings, deadline, state)
+        final = self._recv(ch, deadline, "predict", self.shapes["test"])
+        self._raise_if_error(final, ch)
+        state.test_logits = _finite(final, "test")
+        state.train_seconds = time.monotonic() - train_started
+
+    def _train(self, ch: JobChannel, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
+        val = self.task.splits["val"]
+        assert val.labels is not None
+        for _ in range(settings.epochs):
+            frame = self._recv(ch, deadline, "train", self.shapes["val"])
+            self._raise_if_error(frame, ch)
+            acc = metrics.accuracy(_finite(frame, "val"), val.labels, val.label_mask)
+            state.add_epoch(frame, acc)
+            best = state.best_epoch == state.epochs_run - 1
+            stale = state.epochs_run - 1 - (state.best_epoch or 0)
+            stop = state.epochs_run >= settings.epochs or (settings.patience > 0 and stale >= settings.patience)
+            ch.send({"type": "judge", "best": best, "stop": stop})
+            if stop:
+                return
+
+    def _recv(self, ch: JobChannel, deadline: float, stage: str, shape: tuple[int, ...] | None = None) -> wire.Frame:
+        try:
+            return ch.recv(deadline, expect_shape=shape)
+        except wire.WireTimeout:
+            ch.kill()
+            raise _Outcome(Status.TIMEOUT, stage, f"killed after the time limit during {stage}") from None
+        except wire.WireClosed:
+            ch.kill()
+            code = ch.exit_code()
+            why = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-code}" if code is not None else "unknown exit"
+            raise _Outcome(Status.FAILED, stage, f"the candidate process died during {stage} ({why}); a memory or resource limit may have been hit") from None
+        except wire.WireError as exc:
+            ch.kill()
+            raise _Outcome(Status.FAILED, stage, f"malformed output from the candidate process: {exc}") from None
+
+    @staticmethod
+    def _raise_if_error(frame: wire.Frame, ch: JobChannel) -> None:
+        if frame.type == "error":
+            stage = str(frame.header.get("stage", "train"))
+            status = Status.REJECTED if stage in ("load", "smoke") else Status.FAILED
+            raise _Outcome(status, stage, str(frame.header.get("error", ""))[:8000])
+
+
+def _as_count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Outcome(Status.FAILED, "smoke", f"invalid count {value!r} from the candidate process")
+    return value
+
+
+def _finite(frame: wire.Frame, split: str) -> np.ndarray:
+    if frame.array is None:
+        raise _Outcome(Status.FAILED, "predict", f"no {split} logits in the candidate's reply")
+    # Masked classes carry a large negative fill; only NaN and +/-inf are refused.
+    if not np.isfinite(frame.array).all():
+        raise _Outcome(Status.FAILED, "predict", f"the {split} logits contain NaN or inf")
+    return frame.array
+
+
+class _Progress:
+    """What the parent has learned so far in one evaluation."""
+
+    def __init__(self) -> None:
+        self.params: int | None = None
+        self.flops: int | None = None
+        self.train_loss: list[float] = []
+        self.val_accuracy: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.best_epoch: int | None = None
+        self.test_logits: np.ndarray | None = None
+        self.train_seconds = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.val_accuracy)
+
+    def add_epoch(self, frame: wire.Frame, acc: float) -> None:
+        loss = frame.header.get("train_loss")
+        secs = frame.header.get("seconds")
+        self.train_loss.append(float(loss) if isinstance(loss, (int, float)) else float("nan"))
+        self.epoch_seconds.append(float(secs) if isinstance(secs, (int, float)) else float("nan"))
+        if self.best_epoch is None or acc > self.val_accuracy[self.best_epoch]:
+            self.best_epoch = len(self.val_accuracy)
+        self.val_accuracy.append(acc)
+
+    def result(self, status: Status, stage: str | None, error: str | None, settings: TrainSettings,
+               wall: float, task: Task) -> EvalResult:
+        val_acc = test_acc = None
+        breakdown = None
+        if status is Status.OK and self.test_logits is not None and self.best_epoch is not None:
+            test = task.splits["test"]
+            assert test.labels is not None
+            val_acc = self.val_accuracy[self.best_epoch]
+            test_acc = metrics.accuracy(self.test_logits, test.labels, test.label_mask)
+            breakdown = metrics.category_breakdown(self.test_logits, test)
+        return EvalResult(
+            status=status, val_accuracy=val_acc, test_accuracy=test_acc, params=self.params, flops=self.flops,
+            train_seconds=self.train_seconds, wall_seconds=wall, best_epoch=self.best_epoch,
+            epochs_run=self.epochs_run, error=error, stage=stage, settings=settings, breakdown=breakdown,
+            curves=Curves(train_loss=self.train_loss, val_accuracy=self.val_accuracy, epoch_seconds=self.epoch_seconds),
+        )

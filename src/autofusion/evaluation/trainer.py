@@ -1,0 +1,235 @@
+"""The proxy trainer: runs *inside* the sandboxed child process, next to the candidate's code.
+
+It loads the candidate, runs the smoke test, measures params and FLOPs, trains on the train split and
+streams raw val logits to the trusted parent after every epoch. The parent alone holds the val and
+test labels: it answers each epoch with "best" / "stop", and at the end receives the test logits of
+the weights it selected. Nothing this process says is trusted for a metric (DESIGN §5); the train
+loss it reports is for plotting only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from autofusion.evaluation.protocol import TrainSettings
+from autofusion.sandbox import wire
+
+SMOKE_BATCHES = (1, 3)
+EVAL_BATCH = 512
+MASK_FILL = -1e9
+
+
+@dataclass
+class WorkerData:
+    """What a candidate's process may see: train with labels, val/test inputs without labels."""
+
+    input_shapes: dict[str, tuple[int, ...]]
+    num_classes: int
+    train_inputs: dict[str, torch.Tensor]
+    train_labels: torch.Tensor
+    train_label_mask: torch.Tensor | None
+    eval_inputs: dict[str, dict[str, torch.Tensor]]  # "val"/"test" -> inputs (features + masks)
+    eval_label_masks: dict[str, torch.Tensor | None]  # valid options are an input, not a label
+
+
+class CandidateError(Exception):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def _select(inputs: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in inputs.items()}
+
+
+def _masked(logits: torch.Tensor, label_mask: torch.Tensor | None) -> torch.Tensor:
+    return logits if label_mask is None else logits.masked_fill(~label_mask, MASK_FILL)
+
+
+def load_candidate(code: str) -> type:
+    namespace: dict[str, Any] = {"__name__": "candidate"}
+    try:
+        exec(compile(code, "candidate.py", "exec"), namespace)  # noqa: S102 - this process is the sandbox
+    except Exception as exc:  # noqa: BLE001 - any fault of candidate code is data
+        raise CandidateError("load", _format_exc(exc)) from None
+    cls = namespace.get("FusionModel")
+    if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+        raise CandidateError("load", "the code does not define `class FusionModel(torch.nn.Module)`")
+    return cls
+
+
+def _format_exc(exc: BaseException, limit: int = 4000) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text[-limit:]
+
+
+def _check_logits(out: Any, batch: int, num_classes: int, where: str) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise CandidateError("smoke", f"{where}: forward returned {type(out).__name__}, expected a Tensor of logits")
+    if tuple(out.shape) != (batch, num_classes):
+        raise CandidateError("smoke", f"{where}: forward returned shape {list(out.shape)}, expected [{batch}, {num_classes}]")
+    if not torch.isfinite(out).all():
+        raise CandidateError("smoke", f"{where}: forward returned NaN or inf")
+    return out
+
+
+def smoke_test(cls: type, data: WorkerData, seed: int) -> None:
+    """Instantiate; forward+backward in train mode at batch 1 and 3; forward in eval mode."""
+    torch.manual_seed(seed)
+    try:
+        model = cls(dict(data.input_shapes), data.num_classes)
+    except Exception as exc:  # noqa: BLE001
+        raise CandidateError("smoke", "FusionModel(input_shapes, num_classes) raised:\n" + _format_exc(exc)) from None
+    for b in SMOKE_BATCHES:
+        batch = _select(data.train_inputs, slice(0, b))
+        try:
+            model.train()
+            out = _check_logits(model(**batch), b, data.num_classes, f"train mode, batch {b}")
+            F.cross_entropy(out.float(), data.train_labels[:b]).backward()
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            with torch.no_grad():
+                _check_logits(model(**batch), b, data.num_classes, f"eval mode, batch {b}")
+        except CandidateError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise CandidateError("smoke", f"forward/backward at batch {b} raised:\n" + _format_exc(exc)) from None
+
+
+def measure(model: torch.nn.Module, data: WorkerData) -> tuple[int, int]:
+    """Parameters and forward FLOPs per sample (traced on one real sample)."""
+    params = sum(p.numel() for p in model.parameters())
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(**_select(data.train_inputs, slice(0, 1)))
+    return int(params), int(counter.get_total_flops())
+
+
+def warm_up() -> None:
+    """Run trusted code through every lazy import a candidate would trigger (FlopCounterMode's
+    first use alone costs ~3 s), so forked children start warm."""
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.GELU())
+    x = torch.randn(2, 3, 8)
+    with FlopCounterMode(display=False):
+        layer(model(x)).sum().backward()
+    torch.optim.AdamW(model.parameters()).step()
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def predict(model: torch.nn.Module, inputs: dict[str, torch.Tensor], label_mask: torch.Tensor | None) -> np.ndarray:
+    model.eval()
+    n = next(iter(inputs.values())).shape[0]
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, n, EVAL_BATCH):
+            out = model(**_select(inputs, slice(start, start + EVAL_BATCH)))
+            chunks.append(_masked(out.float(), None if label_mask is None else label_mask[start:start + EVAL_BATCH]))
+    return torch.cat(chunks).detach().cpu().numpy().astype(np.float32)
+
+
+def _train_subset(data: WorkerData, settings: TrainSettings) -> torch.Tensor:
+    n = data.train_labels.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed + 7919))
+    return order[: max(1, int(round(n * settings.data_fraction)))]
+
+
+def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.socket) -> None:
+    """Train, streaming val logits each epoch; send the test logits of the epoch the parent chose."""
+    random.seed(settings.seed)
+    np.random.seed(settings.seed % 2**32)
+    torch.manual_seed(settings.seed)
+    model = cls(dict(data.input_shapes), data.num_classes)
+    params, flops = measure(model, data)
+    wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
+    reply = wire.recv(sock)
+    if reply.type != "go":
+        return
+    subset = _train_subset(data, settings)
+    steps_per_epoch = math.ceil(len(subset) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_epochs * steps_per_epoch, settings.schedule))
+    shuffle = torch.Generator().manual_seed(settings.seed)
+    best_state: dict[str, torch.Tensor] | None = None
+    for epoch in range(settings.epochs):
+        started = time.perf_counter()
+        loss_sum, seen = _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch)
+        val_logits = predict(model, data.eval_inputs["val"], data.eval_label_masks["val"])
+        wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen,
+                         "seconds": time.perf_counter() - started}, val_logits)
+        verdict = wire.recv(sock)
+        if verdict.header.get("best"):
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if verdict.header.get("stop"):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
+    wire.send(sock, {"type": "final"}, test_logits)
+
+
+def _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    model.train()
+    order = subset[torch.randperm(len(subset), generator=shuffle)]
+    loss_sum, seen = 0.0, 0
+    for start in range(0, len(order), settings.batch_size):
+        idx = order[start:start + settings.batch_size]
+        labels = data.train_labels[idx]
+        lmask = None if data.train_label_mask is None else data.train_label_mask[idx]
+        logits = model(**_select(data.train_inputs, idx))
+        loss = F.cross_entropy(_masked(logits.float(), lmask), labels)
+        if not torch.isfinite(loss):
+            raise CandidateError("train", f"training loss became {loss.item()} at epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return loss_sum, seen
+
+
+def run_job(code: str, data: WorkerData, settings: TrainSettings, sock: socket.socket, smoke_only: bool) -> None:
+    """Entry point in the child: every fault of the candidate becomes an `error` frame."""
+    stage = "load"
+    try:
+        cls = load_candidate(code)
+        stage = "smoke"
+        smoke_test(cls, data, settings.seed)
+        if smoke_only:
+            torch.manual_seed(settings.seed)
+            params, flops = measure(cls(dict(data.input_shapes), data.num_classes), data)
+            wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
+            return
+        stage = "train"
+        train(cls, data, settings, sock)
+    except CandidateError as exc:
+        wire.send(sock, {"type": "error", "stage": exc.stage, "error": str(exc)})
+    except wire.WireError:
+        pass  # the parent has gone or killed the conversation; nothing to report to
+    except BaseException as exc:  # noqa: BLE001 - candidate faults (even SystemExit) are data
+        wire.send(sock, {"type": "error", "stage": stage, "error": _format_exc(exc)})

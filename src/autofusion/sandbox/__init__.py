@@ -1,0 +1,1 @@
+"""The sandbox: a pre-warmed zygote forks one isolated process per candidate (see SECURITY.md)."""
