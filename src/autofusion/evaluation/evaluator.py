@@ -1,9 +1,11 @@
 """The proxy evaluator: the trusted side of one evaluation.
 
-gate (static policy) -> sandboxed child: smoke run, params, FLOPs -> budget check -> training, one
-val-logits frame per epoch, judged here -> test logits of the selected epoch. This process holds the
-val and test labels and computes every metric; the child only ever receives inputs. Faults of the
-candidate come back as an `EvalResult` with a status, never as an exception.
+gate (static policy) -> sandboxed child: its protections checked (`harden.check_required`), smoke
+run, params, FLOPs -> budget check -> training, one val- and one test-logits frame per epoch, judged
+here; the child is told nothing after "go" and is killed when the parent stops it. This process holds
+the val and test labels and computes every metric; the child only ever receives inputs. Every frame
+is checked for its type and shape. Faults of the candidate come back as an `EvalResult` with a
+status, never as an exception; a sandbox lacking required protections raises SandboxError.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from autofusion import gate
 from autofusion.evaluation import metrics
 from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
-from autofusion.sandbox import wire
+from autofusion.sandbox import harden, wire
 from autofusion.sandbox.pool import JobChannel, Sandbox
 from autofusion.tasks.format import Task, load_task
 
@@ -101,13 +103,20 @@ class ProxyEvaluator:
         deadline = started + settings.timeout_s
         smoke_deadline = min(deadline, time.monotonic() + settings.smoke_timeout_s)
         hello = self._recv(ch, smoke_deadline, "smoke")
-        ch.protections = list(hello.header.get("protections", []))
+        if hello.type != "hello":
+            raise _Outcome(Status.FAILED, "smoke", f"unexpected message {hello.type!r} from the sandbox")
+        ch.protections = [str(p) for p in hello.header.get("protections", [])]
+        harden.check_required(ch.protections, self.sandbox.allow_weak)  # before any code is sent
         ch.send({"type": "code", "code": code})
         frame = self._recv(ch, smoke_deadline, "smoke")
         self._raise_if_error(frame, ch)
         if frame.type != "smoke_ok":
             raise _Outcome(Status.FAILED, "smoke", f"unexpected message {frame.type!r} from the candidate process")
         state.params, state.flops = _as_count(frame.header.get("params")), _as_count(frame.header.get("flops"))
+        # Counts are measured in the child (see SECURITY.md): a model cannot hold more float32
+        # parameters than its memory limit allows.
+        if state.params > settings.max_memory_mb * (1 << 20) // 4:
+            raise _Outcome(Status.FAILED, "smoke", f"reported {state.params:,} parameters cannot fit in {settings.max_memory_mb} MB")
         problem = self.budgets.violation(state.params, state.flops)
         if problem:
             raise _Outcome(Status.REJECTED, "budget", problem)
@@ -116,25 +125,33 @@ class ProxyEvaluator:
         ch.send({"type": "go"})
         train_started = time.monotonic()
         self._train(ch, settings, deadline, state)
-        final = self._recv(ch, deadline, "predict", self.shapes["test"])
-        self._raise_if_error(final, ch)
-        state.test_logits = _finite(final, "test")
         state.train_seconds = time.monotonic() - train_started
 
     def _train(self, ch: JobChannel, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
+        """Read val and test logits per epoch; keep the test logits of the best val epoch. The child
+        hears nothing back, so it cannot adapt to how its val predictions scored."""
         val = self.task.splits["val"]
         assert val.labels is not None
-        for _ in range(settings.epochs):
-            frame = self._recv(ch, deadline, "train", self.shapes["val"])
-            self._raise_if_error(frame, ch)
+        for epoch in range(settings.epochs):
+            frame = self._expect(ch, deadline, "train", "epoch", epoch, self.shapes["val"])
+            test = self._expect(ch, deadline, "predict", "epoch_test", epoch, self.shapes["test"])
             acc = metrics.accuracy(_finite(frame, "val"), val.labels, val.label_mask)
             state.add_epoch(frame, acc)
-            best = state.best_epoch == state.epochs_run - 1
+            if state.best_epoch == state.epochs_run - 1:
+                state.test_logits = _finite(test, "test")
             stale = state.epochs_run - 1 - (state.best_epoch or 0)
-            stop = state.epochs_run >= settings.epochs or (settings.patience > 0 and stale >= settings.patience)
-            ch.send({"type": "judge", "best": best, "stop": stop})
-            if stop:
+            if settings.patience > 0 and stale >= settings.patience:
                 return
+
+    def _expect(self, ch: JobChannel, deadline: float, stage: str, kind: str, epoch: int,
+                shape: tuple[int, ...]) -> wire.Frame:
+        frame = self._recv(ch, deadline, stage, shape)
+        self._raise_if_error(frame, ch)
+        if frame.type != kind or frame.header.get("epoch") != epoch:
+            ch.kill()
+            raise _Outcome(Status.FAILED, stage, f"expected {kind!r} for epoch {epoch}, got {frame.type!r} "
+                           f"for epoch {frame.header.get('epoch')!r} from the candidate process")
+        return frame
 
     def _recv(self, ch: JobChannel, deadline: float, stage: str, shape: tuple[int, ...] | None = None) -> wire.Frame:
         try:

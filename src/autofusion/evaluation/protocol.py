@@ -35,7 +35,7 @@ class TrainSettings:
     schedule: str = "constant"  # "constant" or "cosine" learning rate after warm-up
     data_fraction: float = 1.0  # multi-fidelity: train on this fraction of the train split
     seed: int = 0  # seeds init, shuffling and dropout in the candidate's process
-    threads: int = 1  # torch intra-op threads in the candidate's process
+    threads: int = 0  # torch threads in the candidate's process; 0: cores / parallel evaluations
     timeout_s: float = 300.0  # wall clock for the whole evaluation, smoke run included
     max_memory_mb: int = 4096  # address-space growth allowed to the candidate's process
     smoke_timeout_s: float = 30.0  # wall clock for the smoke run alone
@@ -50,7 +50,7 @@ class TrainSettings:
             "warmup_epochs": 0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
             "schedule": self.schedule in ("constant", "cosine"),
             "data_fraction": 0 < self.data_fraction <= 1,
-            "threads": self.threads >= 1,
+            "threads": self.threads >= 0,
             "timeout_s": self.timeout_s > 0,
             "max_memory_mb": self.max_memory_mb >= 256,
             "smoke_timeout_s": self.smoke_timeout_s > 0,

@@ -1,10 +1,11 @@
 """The proxy trainer: runs *inside* the sandboxed child process, next to the candidate's code.
 
 It loads the candidate, runs the smoke test, measures params and FLOPs, trains on the train split and
-streams raw val logits to the trusted parent after every epoch. The parent alone holds the val and
-test labels: it answers each epoch with "best" / "stop", and at the end receives the test logits of
-the weights it selected. Nothing this process says is trusted for a metric (DESIGN §5); the train
-loss it reports is for plotting only.
+streams raw val and test logits to the trusted parent after every epoch. The parent alone holds the
+val and test labels; after "go" it sends this process nothing (not even "best" or "stop": either bit
+would let a candidate hill-climb the val labels), it keeps the test logits of the epoch it selects
+and kills the process when it has seen enough. Nothing this process says is trusted for a metric
+(DESIGN §5); the train loss it reports is for plotting only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from autofusion.sandbox import wire
 SMOKE_BATCHES = (1, 3)
 EVAL_BATCH = 512
 MASK_FILL = -1e9
+# Taken at import, in the zygote, before any candidate code exists: a candidate class that overrides
+# `parameters`, `eval` or `numel` cannot change what the trusted measurement calls.
+_MODULE_PARAMETERS = torch.nn.Module.parameters
+_MODULE_TRAIN = torch.nn.Module.train
+_NUMEL = torch.Tensor.numel
+_FLOP_COUNTER = FlopCounterMode
 
 
 @dataclass
@@ -109,9 +116,9 @@ def smoke_test(cls: type, data: WorkerData, seed: int) -> None:
 
 def measure(model: torch.nn.Module, data: WorkerData) -> tuple[int, int]:
     """Parameters and forward FLOPs per sample (traced on one real sample)."""
-    params = sum(p.numel() for p in model.parameters())
-    model.eval()
-    counter = FlopCounterMode(display=False)
+    params = sum(_NUMEL(p) for p in _MODULE_PARAMETERS(model))
+    _MODULE_TRAIN(model, False)
+    counter = _FLOP_COUNTER(display=False)
     with torch.no_grad(), counter:
         model(**_select(data.train_inputs, slice(0, 1)))
     return int(params), int(counter.get_total_flops())
@@ -138,7 +145,7 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 def predict(model: torch.nn.Module, inputs: dict[str, torch.Tensor], label_mask: torch.Tensor | None) -> np.ndarray:
-    model.eval()
+    _MODULE_TRAIN(model, False)
     n = next(iter(inputs.values())).shape[0]
     chunks = []
     with torch.no_grad():
@@ -150,12 +157,14 @@ def predict(model: torch.nn.Module, inputs: dict[str, torch.Tensor], label_mask:
 
 def _train_subset(data: WorkerData, settings: TrainSettings) -> torch.Tensor:
     n = data.train_labels.shape[0]
+    if settings.data_fraction >= 1.0:
+        return torch.arange(n)  # the full split: shuffling alone, as in a plain training loop
     order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed + 7919))
     return order[: max(1, int(round(n * settings.data_fraction)))]
 
 
 def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.socket) -> None:
-    """Train, streaming val logits each epoch; send the test logits of the epoch the parent chose."""
+    """Train, streaming val and test logits after each epoch; the parent selects and stops."""
     random.seed(settings.seed)
     np.random.seed(settings.seed % 2**32)
     torch.manual_seed(settings.seed)
@@ -172,22 +181,14 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_epochs * steps_per_epoch, settings.schedule))
     shuffle = torch.Generator().manual_seed(settings.seed)
-    best_state: dict[str, torch.Tensor] | None = None
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         loss_sum, seen = _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch)
         val_logits = predict(model, data.eval_inputs["val"], data.eval_label_masks["val"])
-        wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen,
-                         "seconds": time.perf_counter() - started}, val_logits)
-        verdict = wire.recv(sock)
-        if verdict.header.get("best"):
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if verdict.header.get("stop"):
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
-    wire.send(sock, {"type": "final"}, test_logits)
+        seconds = time.perf_counter() - started
+        wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen, "seconds": seconds}, val_logits)
+        test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
+        wire.send(sock, {"type": "epoch_test", "epoch": epoch}, test_logits)
 
 
 def _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch) -> tuple[float, int]:  # type: ignore[no-untyped-def]

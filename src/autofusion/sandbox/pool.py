@@ -27,6 +27,7 @@ from typing import Any
 from autofusion.errors import SandboxError
 from autofusion.evaluation.protocol import TrainSettings
 from autofusion.sandbox import wire
+from autofusion.sandbox.harden import Hardening
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,15 @@ class JobChannel:
 class Sandbox:
     """A zygote for one task; thread-safe: several jobs may run at once."""
 
-    def __init__(self, task_dir: str | Path, hardening: dict[str, Any] | None = None,
-                 require_network_isolation: bool = False) -> None:
+    def __init__(self, task_dir: str | Path, hardening: Hardening | dict[str, Any] | None = None,
+                 require_network_isolation: bool = False, allow_weak: bool = False) -> None:
+        """`hardening` defaults to every kernel layer on; `allow_weak` lets candidates run on a
+        host that lacks some required protection (see `harden.check_required`)."""
         self.task_dir = str(Path(task_dir).resolve())
-        self.hardening = dict(hardening or {})
+        layers = hardening if isinstance(hardening, Hardening) else Hardening.from_dict(hardening)
+        self.hardening = layers.to_dict()
         self.require_network_isolation = require_network_isolation
+        self.allow_weak = allow_weak
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._started: dict[str, int] = {}
@@ -161,7 +166,9 @@ class Sandbox:
             return self._exits.pop(job_id, None)
 
     def close(self) -> None:
-        """Stop the zygote; it kills every child it still has."""
+        """Stop the zygote; it kills every child it still has. Idempotent."""
+        if self.proc.poll() is not None and self._ctrl.fileno() == -1:
+            return
         try:
             with self._lock:
                 self._ctrl.send(json.dumps({"type": "shutdown"}).encode())

@@ -64,7 +64,7 @@ def _child(job_fd: int, scratch: str, job: dict[str, Any], data: WorkerData) -> 
         limits = isolation.Limits(max_memory_mb=settings.max_memory_mb, cpu_seconds=int(settings.timeout_s * max(1, settings.threads)) + 5)
         active = isolation.isolate(scratch, {job_fd}, limits, job.get("require_network_isolation", False))
         active += harden.harden(job.get("hardening", {}), scratch)
-        torch.set_num_threads(settings.threads)
+        torch.set_num_threads(settings.threads or 1)
         wire.send(sock, {"type": "hello", "protections": active})
         frame = wire.recv(sock, deadline=time.monotonic() + CODE_WAIT_S)
         run_job(str(frame.header["code"]), data, settings, sock, bool(job.get("smoke_only")))
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         _send_ctrl(ctrl, {"type": "fatal", "error": f"{type(exc).__name__}: {exc}"})
         return 2
     warm_up()
-    harden.prepare_zygote()
+    harden.prepare_zygote(args.task)
     Zygote(ctrl, data).serve()
     return 0
 

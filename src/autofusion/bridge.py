@@ -1,0 +1,59 @@
+"""The bridge: turns a controller's action into a generator request.
+
+For the offline synthesizer the request's `operator` and `family` *are* the structured edit (mutate
+gently / boldly toward a family, cross two parents, draw a fresh design). For an LLM generator the
+same action becomes a natural-language instruction. This module is the only place that knows both
+sides; controllers know nothing of code, generators nothing of policies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autofusion.controllers.base import History, Proposal
+from autofusion.generators.base import CROSSOVER, FRESH, MUTATE_LARGE, MUTATE_SMALL, GenerationRequest, Parent
+from autofusion.tasks.format import TaskSpec
+
+OPERATOR_TEXT = {
+    MUTATE_SMALL: "Make one or two small, local changes to the parent module (a width, a dropout rate, the number of heads, a pooling choice) and keep everything else.",
+    MUTATE_LARGE: "Make a substantial change to the parent module: replace its fusion operator, its encoders or its depth, while keeping what makes it work.",
+    CROSSOVER: "Combine the two parent modules: take the strongest ideas of each (for example the encoders of one and the fusion operator of the other) into one coherent module.",
+    FRESH: "Design a new fusion module from scratch, different from what has been tried.",
+}
+FAMILY_TEXT = {
+    "attention": "Steer toward attention-based fusion: cross-attention between modalities in either direction, or joint self-attention over all tokens.",
+    "gating": "Steer toward gating or conditioning: gated multimodal units, FiLM-style feature-wise modulation, learned modality gates.",
+    "tensor": "Steer toward multiplicative interactions: bilinear, low-rank tensor (LMF) or full tensor (TFN) fusion.",
+    "pooling": "Steer toward the pooling and aggregation choices: attention pooling, CLS tokens, max vs. mean, concatenation vs. sum.",
+    "depth": "Steer toward capacity: change depth or width, add residual connections or normalisation.",
+}
+
+
+def instruction(proposal: Proposal) -> str:
+    text = OPERATOR_TEXT[proposal.action.operator]
+    if proposal.action.family:
+        text += " " + FAMILY_TEXT[proposal.action.family]
+    return text
+
+
+def history_summary(history: History, limit: int = 8) -> list[dict[str, Any]]:
+    """The best and the most recent candidates, compactly, for the generator's context."""
+    ok = sorted(history.ok(), key=lambda r: -(r.val_accuracy or 0.0))[: limit // 2]
+    recent = [r for r in history.records[-limit:] if r not in ok]
+    rows = []
+    for r in ok + recent:
+        rows.append({"id": r.id, "origin": r.origin, "status": r.status, "val_accuracy": r.val_accuracy,
+                     "params": r.params, "action": r.action.to_dict() if r.action else None})
+    return rows
+
+
+def to_request(proposal: Proposal, parents: tuple[Parent, ...], history: History, task: TaskSpec,
+               seed: int, budgets: dict[str, Any] | None = None) -> GenerationRequest:
+    best = history.best()
+    context = {
+        "history": history_summary(history),
+        "best_val_accuracy": best.val_accuracy if best else None,
+        "budgets": dict(budgets or {}),
+    }
+    return GenerationRequest(task=task, operator=proposal.action.operator, family=proposal.action.family,
+                             instruction=instruction(proposal), parents=parents, seed=seed, context=context)

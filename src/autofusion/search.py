@@ -1,0 +1,225 @@
+"""The search loop: controller -> bridge -> generator -> gate -> evaluator -> store -> controller.
+
+`Search.run()` reads top to bottom: evaluate the zoo (baselines, and the seed population), spend the
+budget on proposals (up to `workers` evaluations in flight), re-train the top candidates and every
+zoo member over several seeds, choose the winner by mean val accuracy, then write the run directory
+(`summary.json` last). Selection never looks at test accuracy. Everything goes through the store
+first, so `Search(...).run()` on an existing run directory resumes it: finished evaluations are
+reused, unfinished ones run again, proposals continue from where they stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from autofusion import bridge, gate
+from autofusion.config import SearchConfig
+from autofusion.controllers.base import Action, Controller, History, Record
+from autofusion.evaluation.protocol import EvalResult, Status, TrainSettings
+from autofusion.generators.base import GenerationFailed, Generator, Parent
+from autofusion.outputs import write_outputs
+from autofusion.store import CandidateRow, SQLiteStore
+from autofusion.tasks.format import TaskSpec
+
+log = logging.getLogger(__name__)
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+class StopGenerating(Exception):
+    """Raised by a generator's budget (e.g. LLM calls) to end proposals cleanly."""
+
+
+@dataclass
+class Search:
+    config: SearchConfig
+    spec: TaskSpec
+    store: SQLiteStore
+    controller: Controller
+    generator: Generator
+    executor: Any  # LocalExecutor or RayExecutor: submit(code, settings) -> Future[EvalResult]
+    run_dir: Path
+    zoo: dict[str, tuple[str, dict[str, Any] | None]]  # name -> (source, preset genome)
+    on_event: Event = lambda kind, payload: None
+    reward: Callable[[CandidateRow], float | None] = lambda row: row.val_accuracy
+    in_flight: dict[Future, int] = field(default_factory=dict)  # future -> candidate id
+    stopped_reason: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    previous_wall: float = 0.0  # wall time of earlier sessions of a resumed run
+
+    # ------------------------------------------------------------------------------- the loop
+
+    def run(self) -> dict[str, Any]:
+        self.previous_wall = float(self.store.get_meta("wall_seconds", 0.0))
+        self.restore_controller()
+        self.evaluate_zoo()
+        while self.has_budget() or self.in_flight:
+            while self.has_budget() and len(self.in_flight) < self.executor.workers:
+                self.propose_next()
+            self.collect(wait_for_one=True)
+        winner = self.final_selection()
+        return write_outputs(self.store, self.run_dir, self.config, winner, self.wall_seconds(), self.stopped_reason)
+
+    def has_budget(self) -> bool:
+        return self.stopped_reason is None and self.store.n_proposals() < self.config.budget
+
+    def wall_seconds(self) -> float:
+        return self.previous_wall + time.monotonic() - self.started
+
+    # ---------------------------------------------------------------------------- zoo seeding
+
+    def evaluate_zoo(self) -> None:
+        for name, (source, genome) in self.zoo.items():
+            row = next(iter(self.store.candidates("origin = ?", (f"zoo:{name}",))), None)
+            if row is None:
+                cid = self.store.add_candidate(origin=f"zoo:{name}", code=source, code_hash=gate.normalized_hash(source),
+                                               genome=genome, notes="hand-designed baseline", gate="pass")
+                row = self.store.candidate(cid)
+            if row.status == "pending":
+                self.submit(row.id, source)
+                self.collect(wait_for_one=len(self.in_flight) >= self.executor.workers)
+        while self.in_flight:
+            self.collect(wait_for_one=True)
+
+    # ------------------------------------------------------------------------------ proposals
+
+    def propose_next(self) -> None:
+        index = self.store.n_proposals()
+        history = self.history()
+        rng = random.Random(f"{self.config.seed}:{index}")
+        proposal = self.controller.propose(history, rng)
+        parents = tuple(self.parent(pid) for pid in proposal.parent_ids)
+        request = bridge.to_request(proposal, parents, history, self.spec, seed=rng.randrange(2**31),
+                                    budgets={"max_params": self.config.max_params, "max_flops": self.config.max_flops})
+        action = proposal.action.to_dict()
+        try:
+            made = self.generator.generate(request, validate=self.validate)
+        except StopGenerating as stop:
+            self.stopped_reason = str(stop)
+            log.warning("generation stopped: %s", stop)
+            return
+        except GenerationFailed as exc:
+            cid = self.store.add_candidate(origin=self.generator.name, code="", code_hash="", proposal_index=index,
+                                           parent_ids=proposal.parent_ids, action=action, status=Status.FAILED.value,
+                                           stage="generate", error=str(exc))
+            self.finish(cid, None)
+            return
+        verdict = self.gate(made.code)
+        cid = self.store.add_candidate(
+            origin=made.origin, code=made.code, code_hash=gate.normalized_hash(made.code), proposal_index=index,
+            parent_ids=proposal.parent_ids, action=action, genome=made.genome, notes=made.notes,
+            gate=verdict or "pass", status="pending" if verdict is None else Status.REJECTED.value,
+            stage=None if verdict is None else "gate", error=verdict)
+        if verdict is None:
+            self.submit(cid, made.code)
+        else:
+            self.finish(cid, None)
+
+    def validate(self, code: str) -> str | None:
+        """Generators may call this to repair or redraw their output before returning it."""
+        return self.gate(code)
+
+    def gate(self, code: str) -> str | None:
+        if self.config.static_policy:
+            violations = gate.check_source(code)
+            if violations:
+                return "\n".join(map(str, violations))
+        twin = self.store.find_by_hash(gate.normalized_hash(code))
+        return None if twin is None else f"duplicate of candidate #{twin.id} (same code after normalisation)"
+
+    def parent(self, candidate_id: int) -> Parent:
+        row = self.store.candidate(candidate_id)
+        return Parent(id=row.id, code=row.code, genome=row.genome, val_accuracy=row.val_accuracy,
+                      params=row.params, flops=row.flops)
+
+    # ---------------------------------------------------------------------------- evaluations
+
+    def settings(self, seed_offset: int = 0) -> TrainSettings:
+        return self.config.train.with_(seed=self.config.seed + seed_offset)
+
+    def submit(self, candidate_id: int, code: str) -> None:
+        self.in_flight[self.executor.submit(code, self.settings())] = candidate_id
+
+    def collect(self, wait_for_one: bool) -> None:
+        if not self.in_flight:
+            return
+        done, _ = wait(list(self.in_flight), timeout=None if wait_for_one else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            cid = self.in_flight.pop(future)
+            self.finish(cid, future.result())
+
+    def finish(self, candidate_id: int, result: EvalResult | None) -> None:
+        """Record a finished candidate, tell the controller, save its state — in one transaction."""
+        with self.store.transaction():
+            if result is not None:
+                self.store.add_evaluation(candidate_id, "search", result)
+                self.store.set_status(candidate_id, result.status.value, result.stage, result.error, result)
+            row = self.store.candidate(candidate_id)
+            if not (row.is_seed and not self.config.seed_with_zoo):
+                self.controller.observe(self.record(row), self.history())
+            self.store.set_meta("wall_seconds", self.wall_seconds())
+            state = self.controller.state_dict()
+            if state:
+                self.store.save_controller_state(self.controller.name, len(self.history()), state)
+        self.on_event("candidate", {"row": self.store.candidate(candidate_id), "result": result,
+                                    "best": self.history().best(), "n_proposals": self.store.n_proposals()})
+
+    def restore_controller(self) -> None:
+        saved = self.store.latest_controller_state(self.controller.name)
+        if saved is not None:
+            self.controller.load_state_dict(saved[1])
+
+    # ------------------------------------------------------------------------------- history
+
+    def record(self, row: CandidateRow) -> Record:
+        action = Action(**row.action) if row.action else None
+        return Record(id=row.id, origin=row.origin, status=row.status, val_accuracy=row.val_accuracy,
+                      params=row.params, flops=row.flops, parent_ids=row.parent_ids, action=action,
+                      has_genome=row.genome is not None, is_seed=row.is_seed, reward=self.reward(row))
+
+    def history(self) -> History:
+        rows = self.store.candidates("status != 'pending'")
+        if not self.config.seed_with_zoo:
+            rows = [r for r in rows if not r.is_seed]
+        return History((self.record(r) for r in rows), self.config.budget, self.store.n_proposals())
+
+    # ------------------------------------------------------------------------ final selection
+
+    def final_selection(self) -> CandidateRow | None:
+        """Re-train the top-k search candidates and every zoo member over seeds; best mean val wins."""
+        ok = [r for r in self.store.candidates("status = 'ok'")]
+        top = sorted((r for r in ok if not r.is_seed), key=lambda r: (-(r.val_accuracy or 0), r.id))[: self.config.final_top_k]
+        finalists = top + [r for r in ok if r.is_seed]
+        self.on_event("phase", {"name": "final", "n_finalists": len(finalists), "n_seeds": self.config.final_seeds})
+        jobs: dict[Future, tuple[int, int]] = {}
+        for row in finalists:
+            for offset in range(1, self.config.final_seeds):
+                settings = self.settings(offset)
+                if not self.store.has_evaluation(row.id, "final", settings.seed):
+                    jobs[self.executor.submit(row.code, settings)] = (row.id, settings.seed)
+        while jobs:
+            done, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
+            for future in done:
+                cid, _seed = jobs.pop(future)
+                with self.store.transaction():
+                    self.store.add_evaluation(cid, "final", future.result())
+                self.on_event("final", {"candidate_id": cid})
+        return _best_by_mean_val(self.store, finalists, self.config.seed)
+
+
+def _best_by_mean_val(store: SQLiteStore, finalists: list[CandidateRow], base_seed: int) -> CandidateRow | None:
+    best, best_score = None, -1.0
+    for row in finalists:
+        vals = [e["val_accuracy"] for e in store.evaluations(row.id) if e["status"] == "ok"
+                and (e["purpose"] == "final" or e["seed"] == base_seed)]
+        score = sum(vals) / len(vals) if vals else -1.0
+        # Ties go to the zoo member: a search result must be strictly better to be claimed as such.
+        if score > best_score or (score == best_score and best is not None and row.is_seed and not best.is_seed):
+            best, best_score = row, score
+    return best
