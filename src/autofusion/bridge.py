@@ -48,12 +48,13 @@ def history_summary(history: History, limit: int = 8) -> list[dict[str, Any]]:
 
 
 def to_request(proposal: Proposal, parents: tuple[Parent, ...], history: History, task: TaskSpec,
-               seed: int, budgets: dict[str, Any] | None = None) -> GenerationRequest:
+               seed: int, index: int | None = None, budgets: dict[str, Any] | None = None) -> GenerationRequest:
     best = history.best()
     context = {
         "history": history_summary(history),
         "best_val_accuracy": best.val_accuracy if best else None,
         "budgets": dict(budgets or {}),
+        "proposal_index": index,
     }
     return GenerationRequest(task=task, operator=proposal.action.operator, family=proposal.action.family,
                              instruction=instruction(proposal), parents=parents, seed=seed, context=context)

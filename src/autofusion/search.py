@@ -22,7 +22,7 @@ from autofusion import bridge, gate
 from autofusion.config import SearchConfig
 from autofusion.controllers.base import Action, Controller, History, Record
 from autofusion.evaluation.protocol import EvalResult, Status, TrainSettings
-from autofusion.generators.base import GenerationFailed, Generator, Parent
+from autofusion.generators.base import GenerationFailed, GenerationStopped, Generator, Parent
 from autofusion.outputs import write_outputs
 from autofusion.store import CandidateRow, SQLiteStore
 from autofusion.tasks.format import TaskSpec
@@ -30,10 +30,6 @@ from autofusion.tasks.format import TaskSpec
 log = logging.getLogger(__name__)
 
 Event = Callable[[str, dict[str, Any]], None]
-
-
-class StopGenerating(Exception):
-    """Raised by a generator's budget (e.g. LLM calls) to end proposals cleanly."""
 
 
 @dataclass
@@ -59,6 +55,7 @@ class Search:
         self.previous_wall = float(self.store.get_meta("wall_seconds", 0.0))
         self.restore_controller()
         self.evaluate_zoo()
+        self.resubmit_pending()
         while self.has_budget() or self.in_flight:
             while self.has_budget() and len(self.in_flight) < self.executor.workers:
                 self.propose_next()
@@ -87,6 +84,12 @@ class Search:
         while self.in_flight:
             self.collect(wait_for_one=True)
 
+    def resubmit_pending(self) -> None:
+        """After a crash: candidates whose evaluation never finished are evaluated again."""
+        for row in self.store.candidates("status = 'pending' AND proposal_index IS NOT NULL"):
+            self.submit(row.id, row.code)
+            self.collect(wait_for_one=len(self.in_flight) >= self.executor.workers)
+
     # ------------------------------------------------------------------------------ proposals
 
     def propose_next(self) -> None:
@@ -95,12 +98,12 @@ class Search:
         rng = random.Random(f"{self.config.seed}:{index}")
         proposal = self.controller.propose(history, rng)
         parents = tuple(self.parent(pid) for pid in proposal.parent_ids)
-        request = bridge.to_request(proposal, parents, history, self.spec, seed=rng.randrange(2**31),
+        request = bridge.to_request(proposal, parents, history, self.spec, seed=rng.randrange(2**31), index=index,
                                     budgets={"max_params": self.config.max_params, "max_flops": self.config.max_flops})
         action = proposal.action.to_dict()
         try:
             made = self.generator.generate(request, validate=self.validate)
-        except StopGenerating as stop:
+        except GenerationStopped as stop:
             self.stopped_reason = str(stop)
             log.warning("generation stopped: %s", stop)
             return
@@ -122,8 +125,13 @@ class Search:
             self.finish(cid, None)
 
     def validate(self, code: str) -> str | None:
-        """Generators may call this to repair or redraw their output before returning it."""
-        return self.gate(code)
+        """Generators may call this to repair or redraw their output before returning it: the gate,
+        then (for LLM-written code, whose errors an LLM can repair) the smoke run in the sandbox."""
+        problem = self.gate(code)
+        if problem is None and self.config.generator != "synth":
+            smoke = self.executor.smoke(code, self.settings())
+            problem = None if smoke.ok else f"{smoke.stage}: {smoke.error}"
+        return problem
 
     def gate(self, code: str) -> str | None:
         if self.config.static_policy:

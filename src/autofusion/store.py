@@ -245,8 +245,12 @@ class SQLiteStore:
 
     def llm_totals(self) -> dict[str, Any]:
         r = self.db.execute(
-            "SELECT COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS inp, COALESCE(SUM(output_tokens), 0) AS outp,"
-            " COALESCE(SUM(cost_usd), 0) AS cost, COALESCE(SUM(cached), 0) AS cached FROM llm_calls").fetchone()
+            "SELECT COALESCE(SUM(cached = 0), 0) AS calls,"
+            " COALESCE(SUM(CASE WHEN cached = 0 THEN input_tokens END), 0) AS inp,"
+            " COALESCE(SUM(CASE WHEN cached = 0 THEN output_tokens END), 0) AS outp,"
+            " COALESCE(SUM(CASE WHEN cached = 0 THEN cost_usd END), 0) AS cost,"
+            " COALESCE(SUM(cached), 0) AS cached FROM llm_calls").fetchone()
+        # Paid calls only: a reply served from the cache cost nothing and is counted apart.
         return {"calls": r["calls"], "input_tokens": r["inp"], "output_tokens": r["outp"],
                 "cached_calls": r["cached"], "cost_usd": round(r["cost"], 6)}
 

@@ -44,9 +44,19 @@ def make_generator(config: SearchConfig, store: SQLiteStore) -> Generator:
     if config.generator == "synth":
         return synth
     from autofusion.generators.llm import LLMGenerator, MixedGenerator, settings_from_dict
+    from autofusion.llm.cache import LLMCache
+    from autofusion.llm.calls import LLMAccounting
     from autofusion.llm.store_log import StoreCallLog
 
-    llm = LLMGenerator(settings_from_dict(config.llm), call_log=StoreCallLog(store))
+    if not config.llm.get("model") or not config.llm.get("provider"):
+        raise ConfigError(f"--generator {config.generator} needs --provider and --model (or an [llm] table in --config)")
+    settings = settings_from_dict(config.llm)
+    # A resumed run carries its spending over, so --max-llm-calls / --max-llm-tokens hold across sessions.
+    spent = store.db.execute("SELECT COUNT(*), COALESCE(SUM(error IS NOT NULL), 0), COALESCE(SUM(input_tokens), 0),"
+                             " COALESCE(SUM(output_tokens), 0) FROM llm_calls WHERE cached = 0").fetchone()
+    accounting = LLMAccounting(settings.price_per_mtok_in, settings.price_per_mtok_out, calls=spent[0],
+                               failed_calls=spent[1], input_tokens=spent[2], output_tokens=spent[3])
+    llm = LLMGenerator(settings, call_log=StoreCallLog(store), cache=LLMCache(), accounting=accounting)
     if config.generator == "llm":
         return llm
     return MixedGenerator(llm=llm, other=synth, llm_ratio=config.mixed_llm_ratio)

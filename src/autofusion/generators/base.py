@@ -61,6 +61,11 @@ class GenerationFailed(Exception):
     """The generator could not produce a candidate for this request (recorded, not fatal)."""
 
 
+class GenerationStopped(GenerationFailed):
+    """The generator can produce no more candidates (e.g. its LLM call or token budget is spent):
+    the search stops proposing, cleanly, and goes on to the final comparison."""
+
+
 # A validator returns None when the code passes the gate and smoke run, else the error text.
 Validator = Callable[[str], "str | None"]
 

@@ -1,0 +1,7 @@
+"""`python -m autofusion.cli` is the same as the `autofusion` command."""
+
+import sys
+
+from autofusion.cli import main
+
+sys.exit(main())
