@@ -70,7 +70,10 @@ class Split:
 
     @property
     def n(self) -> int:
-        return next(iter(self.features.values())).shape[0]
+        for t in (*self.features.values(), self.labels, self.label_mask):
+            if t is not None:
+                return int(t.shape[0])
+        raise ValueError("empty split")
 
     def inputs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments for a candidate's forward: features and masks, never labels."""
@@ -255,13 +258,40 @@ def _read_tensors(path: Path, keys: Iterable[str] | None = None) -> dict[str, to
         raise _fail(str(path), f"cannot be read as safetensors ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", "write it with safetensors.torch.save_file") from None
 
 
+check_split_tensors = _check_split  # public name: checks one split's tensors (used on shards)
+
+
 def validate_task(task_dir: str | Path) -> TaskSpec:
-    """Check a whole task directory; raise TaskError naming the file, tensor and fix."""
-    return _load(task_dir, with_labels=SPLITS)[0].spec
+    """Check a whole task directory, one split in memory at a time; raise TaskError naming the
+    file, tensor and fix."""
+    spec = read_spec(task_dir)
+    sizes = {}
+    for split in SPLITS:
+        path = Path(task_dir) / f"{split}.safetensors"
+        if not path.is_file():
+            raise _missing_split(path, split)
+        sizes[split] = _check_split(spec, split, path, _read_tensors(path))
+    _check_meta(Path(task_dir), sizes)
+    return spec
 
 
-def load_task(task_dir: str | Path, with_labels: Iterable[str] = SPLITS) -> Task:
-    """Validate and load a task. Labels are kept only for the splits in `with_labels`."""
+def _missing_split(path: Path, split: str) -> TaskError:
+    return _fail(str(path), f'split "{split}" is missing', f"write {split}.safetensors with one tensor per modality and \"label\" (train/val/test are all required: select on val, report on test)")
+
+
+def load_task(task_dir: str | Path, with_labels: Iterable[str] = SPLITS, features: bool = True) -> Task:
+    """Validate and load a task. Labels are kept only for the splits in `with_labels`; with
+    `features=False` only labels, label masks and metadata are loaded (what the trusted
+    evaluator needs), after validating the whole directory."""
+    if not features:
+        spec = validate_task(task_dir)
+        meta = _check_meta(Path(task_dir), split_sizes(task_dir)) or {}
+        splits = {}
+        for split in SPLITS:
+            t = _read_tensors(Path(task_dir) / f"{split}.safetensors", [LABEL, LABEL_MASK])
+            splits[split] = Split(features={}, labels=t[LABEL] if split in with_labels else None,
+                                  label_mask=t.get(LABEL_MASK), meta=meta.get(split))
+        return Task(spec=spec, splits=splits)
     return _load(task_dir, with_labels=tuple(with_labels))[0]
 
 
@@ -273,7 +303,7 @@ def _load(task_dir: str | Path, with_labels: tuple[str, ...]) -> tuple[Task, dic
     for split in SPLITS:
         path = root / f"{split}.safetensors"
         if not path.is_file():
-            raise _fail(str(path), f'split "{split}" is missing', f"write {split}.safetensors with one tensor per modality and \"label\" (train/val/test are all required: select on val, report on test)")
+            raise _missing_split(path, split)
         tensors = _read_tensors(path)
         sizes[split] = _check_split(spec, split, path, tensors)
         splits[split] = Split(
@@ -298,8 +328,8 @@ def load_inputs(task_dir: str | Path, split: str, with_labels: bool) -> Split:
     if with_labels:
         keys.append(LABEL)
     tensors = _read_tensors(Path(task_dir) / f"{split}.safetensors", keys)
-    return Split(
-        features={m: tensors[m].float() for m in spec.modalities},
+    return Split(  # features keep their stored dtype (float16 stays half the memory); batches are cast
+        features={m: tensors[m] for m in spec.modalities},
         masks={m: tensors[f"{m}{MASK_SUFFIX}"] for m in spec.modalities if f"{m}{MASK_SUFFIX}" in tensors},
         labels=tensors.get(LABEL),
         label_mask=tensors.get(LABEL_MASK),
