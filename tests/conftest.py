@@ -9,6 +9,21 @@ import pytest
 from helpers import CONCAT, write_tiny_task
 
 
+@pytest.fixture(scope="session", autouse=True)
+def autofusion_home(tmp_path_factory: pytest.TempPathFactory):
+    """Built-in tasks and the LLM cache go to a temporary home, never to ~/.cache."""
+    import os
+
+    home = tmp_path_factory.mktemp("autofusion-home")
+    old = os.environ.get("AUTOFUSION_HOME")
+    os.environ["AUTOFUSION_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("AUTOFUSION_HOME", None)
+    else:
+        os.environ["AUTOFUSION_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_task(tmp_path_factory.mktemp("tasks") / "tiny")
