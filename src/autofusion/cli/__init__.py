@@ -86,7 +86,7 @@ def _train_settings(args: argparse.Namespace, base: Any = None) -> Any:
     if getattr(args, "timeout", None) is not None:
         changes["timeout_s"] = args.timeout
     settings = settings.with_(**changes)
-    return settings if settings.threads else settings.with_(threads=os.cpu_count() or 1)
+    return settings if settings.threads else settings.with_(threads=1)  # see cli/search.py on threads
 
 
 def _evaluator(args: argparse.Namespace) -> Any:
@@ -202,7 +202,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="wall-clock seconds per evaluation (default 300)")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--lr", type=float)
-    p.add_argument("--threads", type=int, help="torch threads per evaluation (default: cores / workers)")
+    p.add_argument("--threads", type=int, help="torch threads per evaluation (default 1; raise it for large inputs)")
     p.add_argument("--max-params", type=int, dest="max_params", help="reject candidates with more parameters")
     p.add_argument("--max-flops", type=int, dest="max_flops", help="reject candidates with more FLOPs per sample")
     p.add_argument("--no-static-policy", action="store_true", dest="no_static_policy",

@@ -17,7 +17,7 @@ class Progress:
     def __init__(self, total: int, enabled: bool, verbose: bool = False) -> None:
         self.enabled = enabled
         self.lines = enabled or verbose
-        self.console = Console(file=sys.stderr, highlight=False)
+        self.console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
         self.bar = RichProgress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                                 TimeElapsedColumn(), console=self.console, transient=False) if enabled else None
         self.task_id = self.bar.add_task("", total=total) if self.bar else None

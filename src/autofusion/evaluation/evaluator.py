@@ -14,15 +14,19 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from autofusion import gate
-from autofusion.evaluation import metrics
+from autofusion.evaluation import metrics, weights
 from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
 from autofusion.sandbox import harden, wire
 from autofusion.sandbox.pool import JobChannel, Sandbox
 from autofusion.tasks.format import Task, load_task
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,12 @@ class ProxyEvaluator:
 
     def __init__(self, task_dir: str | Path, sandbox: Sandbox | None = None, budgets: Budgets = Budgets(),
                  static_policy: bool = True, task: Task | None = None) -> None:
-        self.task = task or load_task(task_dir)
+        self.task = task or load_task(task_dir, features=False)  # labels only: the parent never needs features
         self.sandbox = sandbox or Sandbox(task_dir)
         self._owns_sandbox = sandbox is None
         self.budgets = budgets
         self.static_policy = static_policy
+        self.protections: list[str] = []  # the sandbox's active protections, as its last child reported
         val, test = self.task.splits["val"], self.task.splits["test"]
         self.shapes = {s: (self.task.splits[s].n, self.task.spec.num_classes) for s in ("val", "test")}
         assert val.labels is not None and test.labels is not None
@@ -80,15 +85,21 @@ class ProxyEvaluator:
     def evaluate(self, code: str, settings: TrainSettings) -> EvalResult:
         return self._run(code, settings, smoke_only=False)
 
+    def evaluate_with_weights(self, code: str, settings: TrainSettings) -> tuple[EvalResult, dict[str, "torch.Tensor"] | None]:
+        """Evaluate and bring back the validated state dict of the best-val epoch (final training)."""
+        state = _Progress(export_weights=True)
+        result = self._run(code, settings, smoke_only=False, state=state)
+        return result, state.best_weights if result.ok else None
+
     # ------------------------------------------------------------------------------ internals
 
-    def _run(self, code: str, settings: TrainSettings, smoke_only: bool) -> EvalResult:
+    def _run(self, code: str, settings: TrainSettings, smoke_only: bool, state: "_Progress | None" = None) -> EvalResult:
         started = time.monotonic()
         violations = self.check(code)
         if violations:
             return EvalResult(Status.REJECTED, stage="gate", error="\n".join(map(str, violations)), settings=settings)
         channel = self.sandbox.open_job(settings, smoke_only=smoke_only)
-        state = _Progress()
+        state = state or _Progress()
         try:
             self._converse(channel, code, settings, smoke_only, started, state)
             status, stage, error = Status.OK, None, None
@@ -106,7 +117,10 @@ class ProxyEvaluator:
         if hello.type != "hello":
             raise _Outcome(Status.FAILED, "smoke", f"unexpected message {hello.type!r} from the sandbox")
         ch.protections = [str(p) for p in hello.header.get("protections", [])]
-        harden.check_required(ch.protections, self.sandbox.allow_weak)  # before any code is sent
+        missing = harden.check_required(ch.protections, self.sandbox.allow_weak)  # before any code is sent
+        if missing and self.protections != ch.protections:
+            log.warning("running candidate code without the protections %s (allow_weak is set)", missing)
+        self.protections = ch.protections
         ch.send({"type": "code", "code": code})
         frame = self._recv(ch, smoke_deadline, "smoke")
         self._raise_if_error(frame, ch)
@@ -122,7 +136,7 @@ class ProxyEvaluator:
             raise _Outcome(Status.REJECTED, "budget", problem)
         if smoke_only:
             return
-        ch.send({"type": "go"})
+        ch.send({"type": "go", "export_weights": True} if state.export_weights else {"type": "go"})
         train_started = time.monotonic()
         self._train(ch, settings, deadline, state)
         state.train_seconds = time.monotonic() - train_started
@@ -139,9 +153,25 @@ class ProxyEvaluator:
             state.add_epoch(frame, acc)
             if state.best_epoch == state.epochs_run - 1:
                 state.test_logits = _finite(test, "test")
+            if state.export_weights:
+                exported = self._weights(ch, deadline, epoch, settings)
+                if state.best_epoch == state.epochs_run - 1:
+                    state.best_weights = exported
             stale = state.epochs_run - 1 - (state.best_epoch or 0)
             if settings.patience > 0 and stale >= settings.patience:
                 return
+
+    def _weights(self, ch: JobChannel, deadline: float, epoch: int, settings: TrainSettings) -> dict[str, "torch.Tensor"]:
+        def next_frame() -> wire.Frame:
+            frame = self._recv(ch, deadline, "export")
+            self._raise_if_error(frame, ch)
+            return frame
+
+        try:
+            return weights.recv_state_dict(next_frame, epoch, max_bytes=settings.max_memory_mb << 20)
+        except wire.WireError as exc:
+            ch.kill()
+            raise _Outcome(Status.FAILED, "export", f"invalid weights from the candidate process: {exc}") from None
 
     def _expect(self, ch: JobChannel, deadline: float, stage: str, kind: str, epoch: int,
                 shape: tuple[int, ...]) -> wire.Frame:
@@ -194,7 +224,9 @@ def _finite(frame: wire.Frame, split: str) -> np.ndarray:
 class _Progress:
     """What the parent has learned so far in one evaluation."""
 
-    def __init__(self) -> None:
+    def __init__(self, export_weights: bool = False) -> None:
+        self.export_weights = export_weights
+        self.best_weights: dict[str, torch.Tensor] | None = None
         self.params: int | None = None
         self.flops: int | None = None
         self.train_loss: list[float] = []

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from autofusion.evaluation import weights
 from autofusion.evaluation.protocol import TrainSettings
 from autofusion.sandbox import wire
 
@@ -57,7 +58,8 @@ class CandidateError(Exception):
 
 
 def _select(inputs: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-    return {k: v[idx] for k, v in inputs.items()}
+    """A batch; features stored in half precision reach the candidate as float32."""
+    return {k: v[idx].float() if v.is_floating_point() else v[idx] for k, v in inputs.items()}
 
 
 def _masked(logits: torch.Tensor, label_mask: torch.Tensor | None) -> torch.Tensor:
@@ -174,6 +176,7 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     reply = wire.recv(sock)
     if reply.type != "go":
         return
+    export_weights = reply.header.get("export_weights") is True  # final training: weights follow each epoch
     subset = _train_subset(data, settings)
     steps_per_epoch = math.ceil(len(subset) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
@@ -189,6 +192,8 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
         wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen, "seconds": seconds}, val_logits)
         test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
         wire.send(sock, {"type": "epoch_test", "epoch": epoch}, test_logits)
+        if export_weights:
+            weights.send_state_dict(sock, model, epoch)
 
 
 def _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch) -> tuple[float, int]:  # type: ignore[no-untyped-def]

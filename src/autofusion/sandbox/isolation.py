@@ -4,8 +4,9 @@ Each layer is applied in `isolate()` and reported by name, so the evaluator can 
 protections are active on this host. What is here is the process-model boundary: own session and
 process group (so the parent can kill everything at once), death with the zygote, a fresh scratch
 directory as the working directory, stdin closed, no inherited descriptors, resource limits, and no
-network (a new network namespace) where the kernel allows it. The environment was already scrubbed
-when the zygote was started. Stronger layers (seccomp, Landlock) are added in `harden.py`.
+network (a new network namespace; for a non-root user inside a new user namespace) where the kernel
+allows it. The environment was already scrubbed when the zygote was started. The kernel layers
+(private tmpfs scratch, Landlock, dropped uid, seccomp) are applied next, in `harden.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 
@@ -60,7 +62,9 @@ def apply_limits(limits: Limits) -> list[str]:
 
 def unshare_network() -> bool:
     """Move into a new, empty network namespace (only loopback, down). Needs root or userns."""
-    return _libc.unshare(CLONE_NEWNET) == 0
+    if _libc.unshare(CLONE_NEWNET) == 0:
+        return True
+    return os.geteuid() != 0 and _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0
 
 
 def close_other_fds(keep: set[int]) -> None:
@@ -93,9 +97,10 @@ def isolate(scratch: str, keep_fds: set[int], limits: Limits, require_network_is
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
         active.append("dies-with-parent")
     close_other_fds(keep_fds)
+    active.append("no-inherited-fds")
     os.chdir(scratch)
     redirect_stdio(scratch)
-    active.append("scratch-cwd")
+    active += ["scratch-cwd", "stdin-closed"]
     if unshare_network():
         active.append("no-network")
     elif require_network_isolation:

@@ -1,0 +1,31 @@
+"""Adversarial candidate: dump os.environ into the error text
+
+Expected: static policy on -> rejected; static policy off -> error.
+Placeholders replaced by the test: "MARKER_DIR", "TASK_DIR", 47474 (listener port).
+"""
+
+import torch
+import torch.nn as nn
+
+
+
+def leak(what):
+    raise RuntimeError("ESCAPED " + str(what)[:3000])
+
+class FusionModel(nn.Module):
+    def __init__(self, input_shapes, num_classes):
+        super().__init__()
+        self.names = list(input_shapes)
+        width = 0
+        for shape in input_shapes.values():
+            n = 1
+            for d in shape:
+                n = n * int(d)
+            width = width + n
+        self.head = nn.Linear(width, num_classes)
+        import os
+        raise RuntimeError("ENV " + repr(dict(os.environ)))
+
+    def forward(self, **inputs):
+        x = torch.cat([inputs[n].flatten(1) for n in self.names], dim=1)
+        return self.head(x)
