@@ -2,8 +2,9 @@
 
 For the offline synthesizer the request's `operator` and `family` *are* the structured edit (mutate
 gently / boldly toward a family, cross two parents, draw a fresh design). For an LLM generator the
-same action becomes a natural-language instruction. This module is the only place that knows both
-sides; controllers know nothing of code, generators nothing of policies.
+same action becomes a natural-language instruction naming the parents, their metrics and the hard
+limits. This module is the only place that knows both sides; controllers know nothing of code,
+generators nothing of policies. The action space itself is defined in `controllers.base`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,45 @@ FAMILY_TEXT = {
 }
 
 
-def instruction(proposal: Proposal) -> str:
-    text = OPERATOR_TEXT[proposal.action.operator]
-    if proposal.action.family:
-        text += " " + FAMILY_TEXT[proposal.action.family]
+SELECTION_TEXT = {
+    "best": "the best candidate so far",
+    "tournament": "the winner of a small tournament among recent candidates",
+    "recent": "the most recently evaluated candidate",
+    "random": "a candidate drawn at random from the population",
+}
+
+
+def edit(proposal: Proposal) -> dict[str, Any]:
+    """The structured edit a synthesizer applies: operator, family hint, parents (and how they were picked)."""
+    a = proposal.action
+    return {"operator": a.operator, "family": a.family, "selection": a.selection,
+            "parent_ids": list(proposal.parent_ids)}
+
+
+def _parent_text(parent: Parent) -> str:
+    facts = [f"val accuracy {parent.val_accuracy:.4f}" if parent.val_accuracy is not None else None,
+             f"{parent.params:,} parameters" if parent.params is not None else None,
+             f"{parent.flops:,} FLOPs per sample" if parent.flops is not None else None]
+    known = [f for f in facts if f]
+    return f"#{parent.id}" + (f" ({', '.join(known)})" if known else "")
+
+
+def instruction(proposal: Proposal, parents: tuple[Parent, ...] = (), budgets: dict[str, Any] | None = None) -> str:
+    """The natural-language form of the action for an LLM generator."""
+    a = proposal.action
+    text = OPERATOR_TEXT[a.operator]
+    if a.family:
+        text += " " + FAMILY_TEXT[a.family]
+    if parents:
+        which = f" ({SELECTION_TEXT[a.selection]})" if a.selection else ""
+        label = "Parent" if len(parents) == 1 else "Parents"
+        text += f" {label}{which}: " + "; ".join(_parent_text(p) for p in parents) + "."
+        text += " Beat the parent's val accuracy." if len(parents) == 1 else " Beat both parents' val accuracy."
+    limits = [f"at most {budgets['max_params']:,} parameters" if (budgets or {}).get("max_params") else None,
+              f"at most {budgets['max_flops']:,} forward FLOPs per sample" if (budgets or {}).get("max_flops") else None]
+    limits = [x for x in limits if x]
+    if limits:
+        text += " Hard limits (larger modules are rejected): " + " and ".join(limits) + "."
     return text
 
 
@@ -51,10 +87,11 @@ def to_request(proposal: Proposal, parents: tuple[Parent, ...], history: History
                seed: int, index: int | None = None, budgets: dict[str, Any] | None = None) -> GenerationRequest:
     best = history.best()
     context = {
+        "edit": edit(proposal),
         "history": history_summary(history),
         "best_val_accuracy": best.val_accuracy if best else None,
         "budgets": dict(budgets or {}),
         "proposal_index": index,
     }
     return GenerationRequest(task=task, operator=proposal.action.operator, family=proposal.action.family,
-                             instruction=instruction(proposal), parents=parents, seed=seed, context=context)
+                             instruction=instruction(proposal, parents, budgets), parents=parents, seed=seed, context=context)

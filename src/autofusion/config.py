@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from autofusion.errors import ConfigError
+from autofusion.evaluation.fidelity import FidelitySettings
 from autofusion.evaluation.protocol import TrainSettings
 
 CONTROLLERS = ("random", "evolution", "a2c")
 GENERATORS = ("synth", "llm", "mixed")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,10 @@ class SearchConfig:
     generator: str = "synth"  # offline program synthesizer; "llm" or "mixed" need an LLM provider
     seed: int = 0  # seeds proposals, generation and training
     out: str | None = None  # run directory (default: runs/<task>-<timestamp>)
-    workers: int = 1  # evaluations in parallel on this machine
+    workers: int = 1  # evaluations in parallel (local: on this machine; ray: actors in the cluster)
+    executor: str = "local"  # "ray" spreads evaluations over a Ray cluster (pip install autofusion[ray])
+    ray_address: str | None = None  # Ray cluster address ("auto", "ray://host:10001"); None: a local Ray
+    recycle_after_jobs: int = 500  # fresh evaluation worker (zygote) after this many jobs; 0: never
     seed_with_zoo: bool = True  # start the population from the hand-designed zoo
     zoo: tuple[str, ...] | None = None  # which zoo members to run as baselines (None: all)
     final_top_k: int = 3  # search candidates re-trained with several seeds at the end
@@ -36,6 +41,7 @@ class SearchConfig:
     static_policy: bool = True  # the static gate; off only to test the runtime sandbox alone
     allow_weak_sandbox: bool = False  # run LLM-written code even if some sandbox layers are missing
     train: TrainSettings = field(default_factory=TrainSettings)
+    fidelity: FidelitySettings = field(default_factory=FidelitySettings)  # successive halving (off by default)
     controller_options: dict[str, Any] = field(default_factory=dict)  # e.g. population_size
     objective: dict[str, Any] = field(default_factory=dict)  # reward shaping (see controllers)
     llm: dict[str, Any] = field(default_factory=dict)  # provider, model, base_url, ... (LLMSettings)
@@ -50,6 +56,10 @@ class SearchConfig:
             raise ConfigError(f"generator={self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
         if self.workers < 1:
             raise ConfigError(f"workers={self.workers} must be >= 1")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor={self.executor!r} is unknown; choose one of {', '.join(EXECUTORS)}")
+        if self.recycle_after_jobs < 0:
+            raise ConfigError(f"recycle_after_jobs={self.recycle_after_jobs} must be >= 0 (0: never recycle)")
         if self.final_seeds < 1 or self.final_top_k < 0:
             raise ConfigError("final_seeds must be >= 1 and final_top_k >= 0")
         if not 0.0 <= self.mixed_llm_ratio <= 1.0:
@@ -71,6 +81,10 @@ class SearchConfig:
             if not isinstance(values["train"], dict):
                 raise ConfigError("config key 'train' must be a table of training settings")
             values["train"] = TrainSettings.from_dict(values["train"])
+        if "fidelity" in values and not isinstance(values["fidelity"], FidelitySettings):
+            if not isinstance(values["fidelity"], dict):
+                raise ConfigError("config key 'fidelity' must be a table of rung settings (mode, eta, min_epochs, ...)")
+            values["fidelity"] = FidelitySettings.from_dict(values["fidelity"])
         if values.get("zoo") is not None:
             values["zoo"] = tuple(values["zoo"])
         for key in ("controller_options", "objective", "llm"):
@@ -82,7 +96,9 @@ class SearchConfig:
             raise ConfigError(f"bad config: {exc}") from None
 
     def merged(self, overrides: dict[str, Any]) -> "SearchConfig":
-        """Apply overrides (flags); `train.*` keys go into the training settings."""
+        """Apply overrides (flags); `train.*` / `fidelity.*` keys go into those tables."""
+        fidelity = {k[9:]: v for k, v in overrides.items() if k.startswith("fidelity.") and v is not None}
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("fidelity.")}
         top = {k: v for k, v in overrides.items() if not k.startswith("train.") and v is not None}
         train = {k[6:]: v for k, v in overrides.items() if k.startswith("train.") and v is not None}
         llm = {k[4:]: v for k, v in overrides.items() if k.startswith("llm.") and v is not None}
@@ -92,6 +108,8 @@ class SearchConfig:
             out = replace(out, train=out.train.with_(**train))
         if llm:
             out = replace(out, llm={**out.llm, **llm})
+        if fidelity:
+            out = replace(out, fidelity=FidelitySettings.from_dict({**out.fidelity.to_dict(), **fidelity}))
         return out
 
 

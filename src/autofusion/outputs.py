@@ -1,7 +1,8 @@
 """The run directory's files, computed from the run store alone (DESIGN §4).
 
 `best_model.py` (the winner's code, importable with torch alone), `leaderboard.csv`, `config.json`,
-`report.html` + `report.md`, and `summary.json` — written last, so its presence means the run
+`report.html` + `report.md`, and `summary.json` (with the Pareto fronts of val accuracy vs params and
+vs FLOPs over every successfully evaluated candidate) — written last, so its presence means the run
 finished. Every number comes from the store; nothing is recomputed or invented here.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from autofusion import __version__
 from autofusion.config import SearchConfig
+from autofusion.controllers.objective import Objective, pareto_fronts
 from autofusion.store import CandidateRow, SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ def build_summary(store: SQLiteStore, config: SearchConfig, winner: CandidateRow
     if winner is not None:
         best = {"id": winner.id, "origin": winner.origin, **seed_stats(store, winner, config.seed),
                 "search_val_accuracy": winner.val_accuracy, "file": "best_model.py"}
+    evaluated = store.candidates("status = 'ok'")
     best_zoo = max(baselines.items(), key=lambda kv: kv[1]["val_accuracy"] or 0.0)[0] if baselines else None
     return {
         "task": store.get_meta("task_name"), "task_dir": store.get_meta("task_dir"),
@@ -89,6 +92,8 @@ def build_summary(store: SQLiteStore, config: SearchConfig, winner: CandidateRow
         "wall_seconds": round(wall_seconds, 2), "best": best, "baselines": baselines,
         "best_zoo": best_zoo, "winner_is_zoo": bool(winner and winner.is_seed),
         "llm": store.llm_totals(), "stopped_reason": stopped_reason,
+        "objective": Objective.from_dict(config.objective).to_dict(),
+        "pareto": pareto_fronts(evaluated, {r.id: r.origin for r in evaluated}),
         "version": __version__, "config": config.to_dict(), "complete": True,
     }
 

@@ -1,11 +1,13 @@
 """The search loop: controller -> bridge -> generator -> gate -> evaluator -> store -> controller.
 
 `Search.run()` reads top to bottom: evaluate the zoo (baselines, and the seed population), spend the
-budget on proposals (up to `workers` evaluations in flight), re-train the top candidates and every
-zoo member over several seeds, choose the winner by mean val accuracy, then write the run directory
-(`summary.json` last). Selection never looks at test accuracy. Everything goes through the store
-first, so `Search(...).run()` on an existing run directory resumes it: finished evaluations are
-reused, unfinished ones run again, proposals continue from where they stopped.
+budget on proposals (up to `workers` evaluations in flight; with multi-fidelity on, a free slot first
+goes to the next promotion that `evaluation.fidelity` derives from the store), re-train the top
+candidates and every zoo member over several seeds at full fidelity, choose the winner by mean val
+accuracy, then write the run directory (`summary.json` last). Selection never looks at test accuracy.
+Everything goes through the store first, so `Search(...).run()` on an existing run directory resumes
+it: finished evaluations are reused, unfinished ones (and lost promotions) run again, proposals
+continue from where they stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable
 from autofusion import bridge, gate
 from autofusion.config import SearchConfig
 from autofusion.controllers.base import Action, Controller, History, Record
+from autofusion.evaluation.fidelity import Promotion, Rung, SuccessiveHalving
 from autofusion.evaluation.protocol import EvalResult, Status, TrainSettings
 from autofusion.generators.base import GenerationFailed, GenerationStopped, Generator, Parent
 from autofusion.outputs import write_outputs
@@ -44,10 +47,14 @@ class Search:
     zoo: dict[str, tuple[str, dict[str, Any] | None]]  # name -> (source, preset genome)
     on_event: Event = lambda kind, payload: None
     reward: Callable[[CandidateRow], float | None] = lambda row: row.val_accuracy
-    in_flight: dict[Future, int] = field(default_factory=dict)  # future -> candidate id
+    in_flight: dict[Future, tuple[int, bool]] = field(default_factory=dict)  # future -> (candidate id, promotion?)
     stopped_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     previous_wall: float = 0.0  # wall time of earlier sessions of a resumed run
+    rungs: SuccessiveHalving = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rungs = SuccessiveHalving(self.config.fidelity, self.config.train, self.config.seed)
 
     # ------------------------------------------------------------------------------- the loop
 
@@ -56,7 +63,9 @@ class Search:
         self.restore_controller()
         self.evaluate_zoo()
         self.resubmit_pending()
-        while self.has_budget() or self.in_flight:
+        while self.has_budget() or self.in_flight or self.next_promotion():
+            while len(self.in_flight) < self.executor.workers and (promotion := self.next_promotion()):
+                self.promote(promotion)
             while self.has_budget() and len(self.in_flight) < self.executor.workers:
                 self.propose_next()
             self.collect(wait_for_one=True)
@@ -79,7 +88,7 @@ class Search:
                                                genome=genome, notes="hand-designed baseline", gate="pass")
                 row = self.store.candidate(cid)
             if row.status == "pending":
-                self.submit(row.id, source)
+                self.submit(row.id, source, self.rungs.full)  # baselines: always the full protocol
                 self.collect(wait_for_one=len(self.in_flight) >= self.executor.workers)
         while self.in_flight:
             self.collect(wait_for_one=True)
@@ -151,22 +160,50 @@ class Search:
     def settings(self, seed_offset: int = 0) -> TrainSettings:
         return self.config.train.with_(seed=self.config.seed + seed_offset)
 
-    def submit(self, candidate_id: int, code: str) -> None:
-        self.in_flight[self.executor.submit(code, self.settings())] = candidate_id
+    def purpose(self, result: EvalResult) -> str:
+        """"search" for the full protocol; "rung" for a cheaper ASHA rung, so that every reader of
+        "search" evaluations (outputs, reports) keeps seeing full-fidelity results only."""
+        full = result.settings.epochs == self.rungs.full.epochs and result.settings.data_fraction == self.rungs.full.data_fraction
+        return "search" if full else "rung"
+
+    def next_promotion(self) -> Promotion | None:
+        if len(self.rungs.rungs) == 1:
+            return None
+        busy = {cid for cid, _promotion in self.in_flight.values()}
+        proposals = {r.id for r in self.store.candidates("proposal_index IS NOT NULL AND status = 'ok'")}
+        return self.rungs.next_promotion(self.store.evaluations(), proposals, busy)
+
+    def promote(self, promotion: Promotion) -> None:
+        self.submit(promotion.candidate_id, self.store.candidate(promotion.candidate_id).code, promotion.rung, True)
+
+    def submit(self, candidate_id: int, code: str, rung: Rung | None = None, promotion: bool = False) -> None:
+        settings = (rung or self.rungs.first).apply(self.settings())
+        self.in_flight[self.executor.submit(code, settings)] = (candidate_id, promotion)
 
     def collect(self, wait_for_one: bool) -> None:
         if not self.in_flight:
             return
         done, _ = wait(list(self.in_flight), timeout=None if wait_for_one else 0, return_when=FIRST_COMPLETED)
         for future in done:
-            cid = self.in_flight.pop(future)
-            self.finish(cid, future.result())
+            cid, promotion = self.in_flight.pop(future)
+            (self.finish_promotion if promotion else self.finish)(cid, future.result())
+
+    def finish_promotion(self, candidate_id: int, result: EvalResult) -> None:
+        """A higher rung's result: recorded; the candidate's row shows its highest rung if that went
+        well (a failure there leaves the lower rung's result). The controller already saw it."""
+        with self.store.transaction():
+            self.store.add_evaluation(candidate_id, self.purpose(result), result)
+            if result.ok:
+                self.store.set_status(candidate_id, result.status.value, result.stage, result.error, result)
+            self.store.set_meta("wall_seconds", self.wall_seconds())
+        self.on_event("promotion", {"row": self.store.candidate(candidate_id), "result": result,
+                                    "epochs": result.settings.epochs, "data_fraction": result.settings.data_fraction})
 
     def finish(self, candidate_id: int, result: EvalResult | None) -> None:
         """Record a finished candidate, tell the controller, save its state — in one transaction."""
         with self.store.transaction():
             if result is not None:
-                self.store.add_evaluation(candidate_id, "search", result)
+                self.store.add_evaluation(candidate_id, self.purpose(result), result)
                 self.store.set_status(candidate_id, result.status.value, result.stage, result.error, result)
             row = self.store.candidate(candidate_id)
             if not (row.is_seed and not self.config.seed_with_zoo):
@@ -189,7 +226,8 @@ class Search:
         action = Action(**row.action) if row.action else None
         return Record(id=row.id, origin=row.origin, status=row.status, val_accuracy=row.val_accuracy,
                       params=row.params, flops=row.flops, parent_ids=row.parent_ids, action=action,
-                      has_genome=row.genome is not None, is_seed=row.is_seed, reward=self.reward(row))
+                      has_genome=row.genome is not None, is_seed=row.is_seed, reward=self.reward(row),
+                      stage=row.stage)
 
     def history(self) -> History:
         rows = self.store.candidates("status != 'pending'")
@@ -200,16 +238,20 @@ class Search:
     # ------------------------------------------------------------------------ final selection
 
     def final_selection(self) -> CandidateRow | None:
-        """Re-train the top-k search candidates and every zoo member over seeds; best mean val wins."""
+        """Re-train the top-k search candidates and every zoo member over seeds at full fidelity; best
+        mean val wins. Search candidates rank by the highest rung they reached, then val accuracy."""
         ok = [r for r in self.store.candidates("status = 'ok'")]
-        top = sorted((r for r in ok if not r.is_seed), key=lambda r: (-(r.val_accuracy or 0), r.id))[: self.config.final_top_k]
+        reached = self.rungs.reached(self.store.evaluations(), {r.id for r in ok})
+        top = sorted((r for r in ok if not r.is_seed and r.id in reached),
+                     key=lambda r: (-reached[r.id][0], -reached[r.id][1], r.id))[: self.config.final_top_k]
         finalists = top + [r for r in ok if r.is_seed]
         self.on_event("phase", {"name": "final", "n_finalists": len(finalists), "n_seeds": self.config.final_seeds})
         jobs: dict[Future, tuple[int, int]] = {}
         for row in finalists:
-            for offset in range(1, self.config.final_seeds):
-                settings = self.settings(offset)
-                if not self.store.has_evaluation(row.id, "final", settings.seed):
+            for offset in range(self.config.final_seeds):
+                settings = self.settings(offset)  # the full protocol
+                if not self.store.has_evaluation(row.id, "final", settings.seed, self.rungs.full.fidelity) and not (
+                        offset == 0 and self.store.has_evaluation(row.id, "search", settings.seed, self.rungs.full.fidelity)):
                     jobs[self.executor.submit(row.code, settings)] = (row.id, settings.seed)
         while jobs:
             done, _ = wait(list(jobs), return_when=FIRST_COMPLETED)
@@ -218,13 +260,14 @@ class Search:
                 with self.store.transaction():
                     self.store.add_evaluation(cid, "final", future.result())
                 self.on_event("final", {"candidate_id": cid})
-        return _best_by_mean_val(self.store, finalists, self.config.seed)
+        return _best_by_mean_val(self.store, finalists, self.config.seed, self.rungs.full.fidelity)
 
 
-def _best_by_mean_val(store: SQLiteStore, finalists: list[CandidateRow], base_seed: int) -> CandidateRow | None:
+def _best_by_mean_val(store: SQLiteStore, finalists: list[CandidateRow], base_seed: int,
+                      full: dict[str, Any]) -> CandidateRow | None:
     best, best_score = None, -1.0
     for row in finalists:
-        vals = [e["val_accuracy"] for e in store.evaluations(row.id) if e["status"] == "ok"
+        vals = [e["val_accuracy"] for e in store.evaluations(row.id) if e["status"] == "ok" and e["fidelity"] == full
                 and (e["purpose"] == "final" or e["seed"] == base_seed)]
         score = sum(vals) / len(vals) if vals else -1.0
         # Ties go to the zoo member: a search result must be strictly better to be claimed as such.

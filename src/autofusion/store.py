@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY,
     candidate_id INTEGER NOT NULL REFERENCES candidates(id),
     created REAL NOT NULL,
-    purpose TEXT NOT NULL,           -- search | final
+    purpose TEXT NOT NULL,           -- search | final | rung | full
     seed INTEGER NOT NULL,
     fidelity TEXT NOT NULL,          -- JSON {"epochs", "data_fraction"}
     status TEXT NOT NULL,

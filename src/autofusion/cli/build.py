@@ -33,7 +33,7 @@ def make_controller(config: SearchConfig) -> Controller:
         from autofusion.controllers.a2c import A2CController
 
         return A2CController(seed=config.seed, objective=config.objective, **options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"controller_options for {config.controller!r}: {exc}") from None
 
 
@@ -83,20 +83,29 @@ def zoo_population(config: SearchConfig) -> dict[str, tuple[str, dict[str, Any] 
 
 
 def make_executor(config: SearchConfig, task_dir: Path, spec: TaskSpec) -> Any:
-    from autofusion.evaluation import Budgets, ProxyEvaluator
-    from autofusion.evaluation.executors import LocalExecutor
-    from autofusion.sandbox.pool import Sandbox
+    """`LocalExecutor` (one supervised zygote on this machine) or `RayExecutor` (actors in a cluster)."""
+    from autofusion.evaluation import Budgets
 
-    sandbox = Sandbox(task_dir)
-    evaluator = ProxyEvaluator(task_dir, sandbox=sandbox, budgets=Budgets(config.max_params, config.max_flops),
-                               static_policy=config.static_policy)
-    evaluator._owns_sandbox = True  # the executor's shutdown closes it
-    return LocalExecutor(evaluator, workers=config.workers)
+    budgets = Budgets(config.max_params, config.max_flops)
+    if config.executor == "ray":
+        from autofusion.evaluation.ray_executor import RayExecutor
+
+        return RayExecutor(task_dir, workers=config.workers, address=config.ray_address, budgets=budgets,
+                           static_policy=config.static_policy, allow_weak=config.allow_weak_sandbox,
+                           cpus_per_worker=max(1, config.train.threads), recycle_after_jobs=config.recycle_after_jobs)
+    from autofusion.evaluation.executors import LocalExecutor
+
+    return LocalExecutor.start(task_dir, workers=config.workers, budgets=budgets, static_policy=config.static_policy,
+                               allow_weak=config.allow_weak_sandbox, recycle_after_jobs=config.recycle_after_jobs)
 
 
 def build_search(config: SearchConfig, run_dir: Path, resumed: bool, on_event: Event) -> Search:
+    from autofusion.controllers.objective import Objective
     from autofusion.tasks.builtin import resolve_task
 
+    # A bad objective or controller option fails before the run directory exists.
+    objective = Objective.from_dict(config.objective)
+    controller = make_controller(config)
     task_dir = resolve_task(config.task)
     spec = read_spec(task_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +117,8 @@ def build_search(config: SearchConfig, run_dir: Path, resumed: bool, on_event: E
         store.set_meta("task_dir", str(task_dir))
         store.set_meta("task", spec.to_json())
         store.set_meta("command", ["autofusion", *sys.argv[1:]])
-    controller = make_controller(config)
     generator = make_generator(config, store)
     executor = make_executor(config, task_dir, spec)
     return Search(config=config, spec=spec, store=store, controller=controller, generator=generator,
-                  executor=executor, run_dir=run_dir, zoo=zoo_population(config), on_event=on_event)
+                  executor=executor, run_dir=run_dir, zoo=zoo_population(config), on_event=on_event,
+                  reward=objective.reward)

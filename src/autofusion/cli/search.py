@@ -26,8 +26,12 @@ FLAG_TO_KEY = {
     "final_seeds": "final_seeds", "top_k": "final_top_k", "epochs": "train.epochs", "timeout": "train.timeout_s",
     "threads": "train.threads", "provider": "llm.provider", "model": "llm.model", "base_url": "llm.base_url",
     "temperature": "llm.temperature", "max_llm_calls": "llm.max_llm_calls", "max_llm_tokens": "llm.max_llm_tokens",
-    "llm_ratio": "mixed_llm_ratio",
+    "llm_ratio": "mixed_llm_ratio", "executor": "executor", "ray_address": "ray_address",
+    "recycle_after": "recycle_after_jobs", "fidelity": "fidelity.mode", "eta": "fidelity.eta",
+    "min_epochs": "fidelity.min_epochs", "min_data_fraction": "fidelity.min_data_fraction",
 }
+# Settings that change how the work is run, not what it computes: a resumed run may change them.
+RESUMABLE = ("workers", "budget", "executor", "ray_address", "recycle_after_jobs")
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +43,16 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default: runs/<task>-<timestamp>)")
     p.add_argument("--epochs", type=int, help="proxy-training epochs per candidate")
     p.add_argument("--timeout", type=float, help="wall-clock seconds per evaluation")
-    p.add_argument("--threads", type=int, help="torch threads per evaluation (default: cores / workers)")
-    p.add_argument("--workers", type=int, help="evaluations in parallel")
+    p.add_argument("--threads", type=int, help="torch threads per evaluation (default 1; raise it for large inputs)")
+    p.add_argument("--workers", type=int, help="evaluations in parallel (default 1)")
+    p.add_argument("--executor", choices=("local", "ray"), help="where evaluations run (ray: pip install autofusion[ray])")
+    p.add_argument("--ray-address", dest="ray_address", help="Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--recycle-after", type=int, dest="recycle_after", help="restart each evaluation worker after N jobs")
+    p.add_argument("--fidelity", choices=("off", "asha"), help="successive halving over epochs / data (default off)")
+    p.add_argument("--eta", type=int, help="ASHA: promote the top 1/eta of each rung (default 3)")
+    p.add_argument("--min-epochs", type=int, dest="min_epochs", help="ASHA: epochs at the first rung (default 2)")
+    p.add_argument("--min-data-fraction", type=float, dest="min_data_fraction",
+                   help="ASHA: train-split fraction at the first rung (default 1.0)")
     p.add_argument("--max-params", type=int, dest="max_params")
     p.add_argument("--max-flops", type=int, dest="max_flops")
     p.add_argument("--final-seeds", type=int, dest="final_seeds", help="seeds for the final comparison")
@@ -57,6 +69,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-llm-tokens", type=int, dest="max_llm_tokens")
     p.add_argument("--llm-ratio", type=float, dest="llm_ratio", help="share of LLM proposals with --generator mixed")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout at the end")
+    p.add_argument("--final-train", action="store_true", dest="final_train",
+                   help="at the end, fully train the winner and the best zoo members (weights in final_train/)")
+    p.add_argument("--final-epochs", type=int, dest="final_epochs", help="epochs of that full training (default 30)")
+    p.add_argument("--final-zoo", type=int, default=2, dest="final_zoo", help="zoo members fully trained (default 2)")
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
@@ -70,10 +86,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         return _resume_config(Path(args.resume), overrides, args)
     config = load_config(args.config) if args.config else SearchConfig()
     config = config.merged(overrides)
-    from autofusion.evaluation.executors import threads_per_worker
-
     if config.train.threads == 0:
-        config = config.merged({"train.threads": threads_per_worker(config.workers)})
+        # One torch thread per evaluation: small fusion modules gain nothing from intra-op threads,
+        # and oversubscribed OpenMP threads made an epoch 13x slower on a busy 2-core machine
+        # (early_transformer on pid-synergy: 2.8 s with 1 thread, 38 s with 2). Use --workers to
+        # fill the cores, --threads for large inputs.
+        config = config.merged({"train.threads": 1})
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.out or f"runs/{Path(config.task).name}-{stamp}")
     if (run_dir / "run.db").exists():
@@ -92,11 +110,11 @@ def _resume_config(run_dir: Path, overrides: dict[str, Any], args: argparse.Name
     if saved is None:
         raise ConfigError(f"--resume {run_dir}: the run store holds no config (was it created by autofusion search?)")
     config = SearchConfig.from_dict(saved)
-    changed = sorted(k for k, v in overrides.items() if k not in ("workers", "budget") and v != _get(config, k))
+    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and v != _get(config, k))
     if changed or args.config:
         raise ConfigError(f"--resume continues the run with its saved config; drop {', '.join(changed) or '--config'} "
-                          "(only --workers and --budget may change on resume)")
-    return config.merged({k: v for k, v in overrides.items() if k in ("workers", "budget")}), run_dir, True
+                          "(only --workers, --budget, --executor, --ray-address and --recycle-after may change on resume)")
+    return config.merged({k: v for k, v in overrides.items() if k in RESUMABLE}), run_dir, True
 
 
 def _get(config: SearchConfig, key: str) -> Any:
@@ -104,6 +122,8 @@ def _get(config: SearchConfig, key: str) -> Any:
         return getattr(config.train, key[6:])
     if key.startswith("llm."):
         return config.llm.get(key[4:])
+    if key.startswith("fidelity."):
+        return getattr(config.fidelity, key[9:])
     return getattr(config, key)
 
 
@@ -118,6 +138,10 @@ def run_search_command(args: argparse.Namespace) -> int:
     try:
         with progress:
             summary = search.run()
+            if getattr(args, "final_train", False):
+                from autofusion.evaluation.final import final_train_after_search
+
+                summary = final_train_after_search(search, summary, args.final_epochs, args.final_zoo)
     except KeyboardInterrupt:
         search.executor.shutdown(kill=True)
         summary = _partial_summary(search)

@@ -2,7 +2,7 @@
 
 The population is the `population_size` most recently finished successful candidates (zoo seeds
 included): the oldest leaves as a new one arrives, which is what regularizes the search. A parent is
-the best of `tournament_size` members drawn at random; with probability `crossover_prob` a second
+the best of `tournament_size` members drawn at random (by the configured objective); with probability `crossover_prob` a second
 tournament picks a mate. Until the population is full, proposals are fresh random designs. The
 population is derived from the history each time, so the controller has no state to lose on resume.
 """
@@ -33,7 +33,7 @@ class EvolutionController(Controller):
 
     def _tournament(self, population: list[Record], rng: random.Random) -> Record:
         contestants = rng.sample(population, min(self.tournament_size, len(population)))
-        return max(contestants, key=lambda r: (r.val_accuracy or 0.0, r.id))
+        return max(contestants, key=lambda r: (r.score or 0.0, r.id))  # the objective's value
 
     def propose(self, history: History, rng: random.Random) -> Proposal:
         population = self.population(history)
