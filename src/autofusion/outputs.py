@@ -91,6 +91,8 @@ def build_summary(store: SQLiteStore, config: SearchConfig, winner: CandidateRow
         "n_failed": count("failed", "timeout"), "n_timeout": count("timeout"),
         "wall_seconds": round(wall_seconds, 2), "best": best, "baselines": baselines,
         "best_zoo": best_zoo, "winner_is_zoo": bool(winner and winner.is_seed),
+        "selection": ("mean val accuracy over the final seeds; a search candidate replaces the best zoo member "
+                      "only when ahead by more than one standard error of the difference; test never used"),
         "llm": store.llm_totals(), "stopped_reason": stopped_reason,
         "objective": Objective.from_dict(config.objective).to_dict(),
         "pareto": pareto_fronts(evaluated, {r.id: r.origin for r in evaluated}),

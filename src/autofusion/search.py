@@ -13,6 +13,7 @@ continue from where they stopped.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -239,7 +240,7 @@ class Search:
 
     def final_selection(self) -> CandidateRow | None:
         """Re-train the top-k search candidates and every zoo member over seeds at full fidelity; best
-        mean val wins. Search candidates rank by the highest rung they reached, then val accuracy."""
+        mean val wins (see `_best_by_mean_val`). Search candidates rank by the highest rung they reached, then val accuracy."""
         ok = [r for r in self.store.candidates("status = 'ok'")]
         reached = self.rungs.reached(self.store.evaluations(), {r.id for r in ok})
         top = sorted((r for r in ok if not r.is_seed and r.id in reached),
@@ -263,14 +264,28 @@ class Search:
         return _best_by_mean_val(self.store, finalists, self.config.seed, self.rungs.full.fidelity)
 
 
+def _val_stats(store: SQLiteStore, row: CandidateRow, base_seed: int, full: dict[str, Any]) -> tuple[float, float, int]:
+    """Mean, sample std and count of full-protocol val accuracies over the finalist seeds."""
+    vals = [e["val_accuracy"] for e in store.evaluations(row.id) if e["status"] == "ok" and e["fidelity"] == full
+            and (e["purpose"] == "final" or e["seed"] == base_seed)]
+    if not vals:
+        return -1.0, 0.0, 0
+    mean = sum(vals) / len(vals)
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
+    return mean, math.sqrt(var), len(vals)
+
+
 def _best_by_mean_val(store: SQLiteStore, finalists: list[CandidateRow], base_seed: int,
                       full: dict[str, Any]) -> CandidateRow | None:
-    best, best_score = None, -1.0
-    for row in finalists:
-        vals = [e["val_accuracy"] for e in store.evaluations(row.id) if e["status"] == "ok" and e["fidelity"] == full
-                and (e["purpose"] == "final" or e["seed"] == base_seed)]
-        score = sum(vals) / len(vals) if vals else -1.0
-        # Ties go to the zoo member: a search result must be strictly better to be claimed as such.
-        if score > best_score or (score == best_score and best is not None and row.is_seed and not best.is_seed):
-            best, best_score = row, score
-    return best
+    """The best zoo member by mean val accuracy, displaced by the best search candidate only when
+    that candidate's mean val accuracy is higher by more than one standard error of the difference
+    (a win within seed noise is not claimed). Test accuracy plays no part."""
+    stats = {row.id: _val_stats(store, row, base_seed, full) for row in finalists}
+    scored = [r for r in finalists if stats[r.id][2]]
+    best_zoo = max((r for r in scored if r.is_seed), key=lambda r: (stats[r.id][0], -r.id), default=None)
+    best_found = max((r for r in scored if not r.is_seed), key=lambda r: (stats[r.id][0], -r.id), default=None)
+    if best_found is None or best_zoo is None:
+        return best_found or best_zoo
+    (m1, s1, n1), (m0, s0, n0) = stats[best_found.id], stats[best_zoo.id]
+    margin = math.sqrt(s1 ** 2 / n1 + s0 ** 2 / n0)
+    return best_found if m1 - m0 > margin else best_zoo
