@@ -144,3 +144,16 @@ def test_cli_refuses_bad_task_with_exit_2_and_no_traceback(task: Path, capsys: p
     err = capsys.readouterr().err
     assert code == 2
     assert "val.safetensors" in err and "Traceback" not in err
+
+
+def test_memory_mapped_inputs_equal_the_copied_ones(task: Path) -> None:
+    mapped = load_inputs(task, "train", with_labels=True, memory_map=True)
+    copied = load_inputs(task, "train", with_labels=True, memory_map=False)
+    for key, value in copied.inputs().items():
+        assert torch.equal(mapped.inputs()[key], value), key
+        assert mapped.inputs()[key].dtype == value.dtype
+    assert torch.equal(mapped.labels, copied.labels)
+    # Backed by the file mapping, not by a copy: writing through a slice is private to this process.
+    before = (task / "train.safetensors").read_bytes()
+    mapped.features["a"][0, 0] = 123.0
+    assert (task / "train.safetensors").read_bytes() == before

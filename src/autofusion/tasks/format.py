@@ -15,6 +15,8 @@ Conventions:
 from __future__ import annotations
 
 import json
+import mmap
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -318,16 +320,49 @@ def _load(task_dir: str | Path, with_labels: tuple[str, ...]) -> tuple[Task, dic
     return Task(spec=spec, splits=splits), sizes
 
 
-def load_inputs(task_dir: str | Path, split: str, with_labels: bool) -> Split:
+_MMAP_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                "I64": torch.int64, "BOOL": torch.bool}
+
+
+def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Tensors backed by a private, copy-on-write memory map of a safetensors file.
+
+    Pages are read lazily and shared with the page cache, with forked children and with every other
+    worker that maps the same file; a write (which workers never do) would copy only that page.
+    Falls back to a plain read for dtypes or layouts it does not handle.
+    """
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    out: dict[str, torch.Tensor] = {}
+    for key in keys:
+        info = header.get(key)
+        if info is None:
+            continue
+        dtype = _MMAP_DTYPES.get(info["dtype"])
+        start, end = info["data_offsets"]
+        itemsize = torch.empty((), dtype=dtype).element_size() if dtype is not None else 0
+        offset = 8 + size + start
+        if dtype is None or end == start or offset % itemsize:
+            out.update(_read_tensors(path, [key]))
+            continue
+        out[key] = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // itemsize, offset=offset).view(info["shape"])
+    return out
+
+
+def load_inputs(task_dir: str | Path, split: str, with_labels: bool, memory_map: bool = True) -> Split:
     """Load one split of an already validated task, reading labels only when asked.
 
-    Used by evaluation workers: for val/test they never read the label tensor from disk.
+    Used by evaluation workers: for val/test they never read the label tensor from disk. With
+    `memory_map` the features are memory-mapped (see `mmap_tensors`) rather than copied.
     """
     spec = read_spec(task_dir)
     keys = list(spec.modalities) + [f"{m}{MASK_SUFFIX}" for m in spec.modalities] + [LABEL_MASK]
     if with_labels:
         keys.append(LABEL)
-    tensors = _read_tensors(Path(task_dir) / f"{split}.safetensors", keys)
+    path = Path(task_dir) / f"{split}.safetensors"
+    tensors = mmap_tensors(path, keys) if memory_map else _read_tensors(path, keys)
     return Split(  # features keep their stored dtype (float16 stays half the memory); batches are cast
         features={m: tensors[m] for m in spec.modalities},
         masks={m: tensors[f"{m}{MASK_SUFFIX}"] for m in spec.modalities if f"{m}{MASK_SUFFIX}" in tensors},
