@@ -56,7 +56,7 @@ def test_every_builtin_task_is_valid_and_listed(root: Path) -> None:
     assert rows["pid-synergy"]["sizes"] == {"train": 2000, "val": 1000, "test": 1000}
     assert rows["digits-views"]["sizes"] == {"train": 1078, "val": 359, "test": 360}
     assert rows["tokens-interaction"]["modalities"] == {"image": {"shape": [8, 32]}, "text": {"shape": [12, 32]}}
-    assert rows["pid-synergy"]["default"] and rows["digits-views"]["kind"] == "real"
+    assert rows[DEFAULT_TASK]["default"] and rows["digits-views"]["kind"] == "real"
 
 
 def test_digits_views_split_the_real_images_and_are_stratified(root: Path) -> None:

@@ -35,7 +35,7 @@ RESUMABLE = ("workers", "budget", "executor", "ray_address", "recycle_after_jobs
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", help="built-in task name or feature-task directory (default: pid-synergy)")
+    p.add_argument("--task", help="built-in task name or feature-task directory (default: pid-synergy3, the demo)")
     p.add_argument("--budget", type=int, help="candidates the search generates (zoo baselines not counted)")
     p.add_argument("--controller", choices=CONTROLLERS)
     p.add_argument("--generator", choices=GENERATORS)

@@ -133,7 +133,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
         BuiltinTask("digits-views", _DESCRIPTIONS["digits-views"], "real", _named(make_digits_views, "digits-views", 0), version=1),
     )
 }
-DEFAULT_TASK = "pid-synergy"
+DEFAULT_TASK = "pid-synergy3"  # the demo: only all three modalities together carry the label
 
 
 # ------------------------------------------------------------------------------------- cache
