@@ -42,5 +42,17 @@ def test_selection_ranks_by_the_objective_not_raw_accuracy() -> None:
     assert select_parents(pop, "best", 1, random.Random(0)) == (2,)
     history = History(pop, budget=10, n_proposed=0)
     assert history.best().id == 1 and history.best_scored().id == 2
-    evolution = EvolutionController(population_size=2, tournament_size=2, crossover_prob=0.0, min_population=2)
+    evolution = EvolutionController(population_size=2, tournament_size=2, crossover_prob=0.0, min_population=2,
+                                    initial_random=0)
     assert all(evolution.propose(history, random.Random(i)).parent_ids == (2,) for i in range(10))
+
+
+def test_evolution_draws_fresh_designs_before_evolving_from_the_zoo() -> None:
+    zoo = [rec(i, 0.25 + 0.01 * i) for i in range(1, 6)]
+    seeds = [Record(**{**r.__dict__, "is_seed": True}) for r in zoo]
+    evolution = EvolutionController(min_population=2, initial_random=3)
+    first = evolution.propose(History(seeds, budget=10, n_proposed=0), random.Random(0))
+    assert first.action.operator == "fresh" and first.parent_ids == ()
+    searched = seeds + [rec(10 + i, 0.3) for i in range(3)]
+    later = [evolution.propose(History(searched, budget=10, n_proposed=3), random.Random(i)) for i in range(10)]
+    assert all(p.action.operator != "fresh" and p.parent_ids for p in later)

@@ -185,7 +185,8 @@ def _print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
         return
     zoo = summary["baselines"].get(summary.get("best_zoo") or "", {})
     print(f"winner: #{best['id']} {best['origin']}  val {best['val_accuracy']:.4f} ± {best['val_accuracy_std'] or 0:.4f}  "
-          f"test {best['test_accuracy']:.4f} ± {best['test_accuracy_std'] or 0:.4f}  ({best['n_seeds']} seeds)  params {best['params']:,}")
+          f"test {best['test_accuracy']:.4f} ± {best['test_accuracy_std'] or 0:.4f}  ({best['n_seeds']} seed{'s' if best['n_seeds'] != 1 else ''})  "
+          f"params {best['params']:,}")
     if zoo:
         print(f"best zoo member ({summary['best_zoo']}): val {zoo['val_accuracy']:.4f}  test {zoo['test_accuracy']:.4f}")
     print(f"best model: {run_dir / 'best_model.py'}   report: {run_dir / 'report.html'}")
