@@ -88,7 +88,10 @@ class Zygote:
                 self._reap()
                 if not ready:
                     continue
-                msg, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 1)
+                try:
+                    msg, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 1)
+                except OSError:  # connection reset: the parent died
+                    return
                 if not msg:
                     return  # the parent is gone
                 job = json.loads(msg)
