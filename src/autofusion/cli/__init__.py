@@ -93,9 +93,14 @@ def _evaluator(args: argparse.Namespace) -> Any:
     from autofusion.evaluation import Budgets, ProxyEvaluator
     from autofusion.tasks.builtin import resolve_task
 
+    from autofusion.sandbox.pool import Sandbox
+
     task_dir = resolve_task(args.task)
-    return ProxyEvaluator(task_dir, budgets=Budgets(getattr(args, "max_params", None), getattr(args, "max_flops", None)),
-                          static_policy=not getattr(args, "no_static_policy", False))
+    sandbox = Sandbox(task_dir, allow_weak=getattr(args, "allow_weak_sandbox", False))
+    evaluator = ProxyEvaluator(task_dir, sandbox=sandbox, static_policy=not getattr(args, "no_static_policy", False),
+                               budgets=Budgets(getattr(args, "max_params", None), getattr(args, "max_flops", None)))
+    evaluator._owns_sandbox = True  # evaluator.close() stops the worker
+    return evaluator
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -207,6 +212,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-flops", type=int, dest="max_flops", help="reject candidates with more FLOPs per sample")
     p.add_argument("--no-static-policy", action="store_true", dest="no_static_policy",
                    help="switch the static gate off (testing the runtime sandbox alone)")
+    p.add_argument("--allow-weak-sandbox", action="store_true", dest="allow_weak_sandbox",
+                   help="run candidates even if some sandbox layers are unavailable on this host (see SECURITY.md)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

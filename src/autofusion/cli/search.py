@@ -59,6 +59,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, dest="top_k", help="search candidates re-trained over seeds at the end")
     p.add_argument("--no-zoo-seed", action="store_true", help="do not start the population from the zoo")
     p.add_argument("--no-static-policy", action="store_true", help="switch the static gate off (sandbox testing)")
+    p.add_argument("--allow-weak-sandbox", action="store_true", dest="allow_weak_sandbox",
+                   help="run candidates even if some sandbox layers are unavailable on this host (see SECURITY.md)")
     p.add_argument("--config", help="TOML or YAML file with any of these settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--provider", choices=("openai", "gemini", "anthropic"), help="LLM provider (--generator llm|mixed)")
@@ -82,6 +84,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         overrides["seed_with_zoo"] = False
     if args.no_static_policy:
         overrides["static_policy"] = False
+    if args.allow_weak_sandbox:
+        overrides["allow_weak_sandbox"] = True
     if args.resume:
         return _resume_config(Path(args.resume), overrides, args)
     config = load_config(args.config) if args.config else SearchConfig()
