@@ -138,7 +138,9 @@ def run_search_command(args: argparse.Namespace) -> int:
     config, run_dir, resumed = resolve_config(args)
     progress = Progress(total=config.budget, enabled=sys.stderr.isatty(), verbose=bool(getattr(args, "verbose", 0)))
     search = build_search(config, run_dir, resumed, on_event=progress.event)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both signals stop cleanly, even where SIGINT was inherited as ignored (background jobs of a
+    # non-interactive shell), where Python would otherwise never raise KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with progress:
             summary = search.run()
@@ -152,7 +154,8 @@ def run_search_command(args: argparse.Namespace) -> int:
         print(f"autofusion: interrupted; the run is consistent. Continue with: autofusion search --resume {run_dir}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         search.executor.shutdown()
         search.store.close()
     if args.json:
