@@ -207,14 +207,15 @@ class Search:
                 self.store.add_evaluation(candidate_id, self.purpose(result), result)
                 self.store.set_status(candidate_id, result.status.value, result.stage, result.error, result)
             row = self.store.candidate(candidate_id)
+            history = self.history()  # read once: observe, the saved state and the event share it
             if not (row.is_seed and not self.config.seed_with_zoo):
-                self.controller.observe(self.record(row), self.history())
+                self.controller.observe(self.record(row), history)
             self.store.set_meta("wall_seconds", self.wall_seconds())
             state = self.controller.state_dict()
             if state:
-                self.store.save_controller_state(self.controller.name, len(self.history()), state)
-        self.on_event("candidate", {"row": self.store.candidate(candidate_id), "result": result,
-                                    "best": self.history().best(), "n_proposals": self.store.n_proposals()})
+                self.store.save_controller_state(self.controller.name, len(history), state)
+        self.on_event("candidate", {"row": row, "result": result, "best": history.best(),
+                                    "n_proposals": self.store.n_proposals()})
 
     def restore_controller(self) -> None:
         saved = self.store.latest_controller_state(self.controller.name)

@@ -208,7 +208,7 @@ def test_accounting_and_cost_for_the_summary():
 
 
 def test_end_to_end_through_the_openai_sdk_and_a_local_server(monkeypatch, tmp_path):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-e2e-secret-key-0123456789")
+    monkeypatch.setenv("OPENAI_API_KEY", "e2e-fake-secret-key-42")
     history = [{"id": 3, "summary": "gated concat", "val_accuracy": 0.61},
                {"id": 4, "summary": "bilinear", "error": "RuntimeError: mat1 and mat2 shapes cannot be multiplied"}]
     req = request(operator="crossover", parents=(Parent(3, GOOD, val_accuracy=0.61), Parent(4, WRONG_SHAPE)),
@@ -230,10 +230,10 @@ def test_end_to_end_through_the_openai_sdk_and_a_local_server(monkeypatch, tmp_p
     assert "logits have shape (2, 4), expected (2, 3)" in repair
     assert [c.n_retries for c in log.calls] == [1, 1]
     everything_recorded = json.dumps([c.to_json() for c in log.calls]) + repr(generator) + repr(generator.provider)
-    assert "sk-e2e-secret-key-0123456789" not in everything_recorded
-    assert b"sk-e2e-secret-key" not in (tmp_path / "cache.db").read_bytes()
+    assert "e2e-fake-secret-key-42" not in everything_recorded
+    assert b"e2e-fake-secret-key" not in (tmp_path / "cache.db").read_bytes()
     assert b"logits have shape" in (tmp_path / "cache.db").read_bytes()  # the cache does hold the calls
-    assert all(r.headers["authorization"] == "Bearer sk-e2e-secret-key-0123456789" for r in server.requests)
+    assert all(r.headers["authorization"] == "Bearer e2e-fake-secret-key-42" for r in server.requests)
 
 
 class Constant(Generator):

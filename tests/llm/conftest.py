@@ -9,9 +9,9 @@ import pytest
 from autofusion.llm.fake_server import FakeLLMServer
 
 KEYS = {
-    "OPENAI_API_KEY": "sk-openai-test-0123456789abcdef",
-    "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
-    "GEMINI_API_KEY": "AIzaTestKey0123456789abcdefghijkl",
+    "OPENAI_API_KEY": "fake-openai-key-for-tests",
+    "ANTHROPIC_API_KEY": "fake-anthropic-key-for-tests",
+    "GEMINI_API_KEY": "fake-gemini-key-for-tests",
 }
 
 

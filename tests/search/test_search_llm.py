@@ -13,7 +13,7 @@ from autofusion.llm.fake_server import FakeLLMServer, FakeStep, reply, status
 
 from helpers import CONCAT
 
-KEY = "sk-canary-0123456789abcdef"
+KEY = "canary-fake-openai-key"
 
 
 def module(width: int) -> str:

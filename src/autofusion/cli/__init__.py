@@ -98,8 +98,8 @@ def _evaluator(args: argparse.Namespace) -> Any:
     task_dir = resolve_task(args.task)
     sandbox = Sandbox(task_dir, allow_weak=getattr(args, "allow_weak_sandbox", False))
     evaluator = ProxyEvaluator(task_dir, sandbox=sandbox, static_policy=not getattr(args, "no_static_policy", False),
-                               budgets=Budgets(getattr(args, "max_params", None), getattr(args, "max_flops", None)))
-    evaluator._owns_sandbox = True  # evaluator.close() stops the worker
+                               budgets=Budgets(getattr(args, "max_params", None), getattr(args, "max_flops", None)),
+                               owns_sandbox=True)
     return evaluator
 
 

@@ -58,10 +58,10 @@ class ProxyEvaluator:
     """Scores candidate code on one task under one protocol."""
 
     def __init__(self, task_dir: str | Path, sandbox: Sandbox | None = None, budgets: Budgets = Budgets(),
-                 static_policy: bool = True, task: Task | None = None) -> None:
+                 static_policy: bool = True, task: Task | None = None, owns_sandbox: bool | None = None) -> None:
         self.task = task or load_task(task_dir, features=False)  # labels only: the parent never needs features
         self.sandbox = sandbox or Sandbox(task_dir)
-        self._owns_sandbox = sandbox is None
+        self._owns_sandbox = sandbox is None if owns_sandbox is None else owns_sandbox  # close() stops it
         self.budgets = budgets
         self.static_policy = static_policy
         self.protections: list[str] = []  # the sandbox's active protections, as its last child reported

@@ -34,7 +34,7 @@ from autofusion.errors import SandboxError
 from autofusion.evaluation.evaluator import Budgets, ProxyEvaluator
 from autofusion.evaluation.protocol import EvalResult, Status, TrainSettings
 from autofusion.sandbox.pool import Sandbox
-from autofusion.tasks.format import Task, load_task
+from autofusion.tasks.format import Task
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +177,9 @@ class LocalExecutor:
     @classmethod
     def start(cls, task_dir: str | Path, workers: int = 1, budgets: Budgets = Budgets(), static_policy: bool = True,
               allow_weak: bool = False, recycle_after_jobs: int = RECYCLE_AFTER_JOBS) -> "LocalExecutor":
-        """Load the task (labels stay in this process), start the first zygote."""
-        task = load_task(task_dir)
+        """Load the task's labels (they stay in this process), start the first zygote."""
         evaluator = ProxyEvaluator(task_dir, sandbox=Sandbox(task_dir, allow_weak=allow_weak), budgets=budgets,
-                                   static_policy=static_policy, task=task)
-        evaluator._owns_sandbox = True  # the executor closes it at shutdown
+                                   static_policy=static_policy, owns_sandbox=True)  # the executor closes it
         return cls(evaluator, workers=workers, recycle_after_jobs=recycle_after_jobs)
 
     def resolve(self, settings: TrainSettings) -> TrainSettings:
