@@ -31,6 +31,7 @@ HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.py"))
 BENIGN = sorted((HERE / "benign").glob("*.py"))
 EXPECTED = re.compile(r"Expected: static policy on -> (\w+); static policy off -> (\w+)")
+MEASURED = re.compile(r"Measured params: (\d+)")  # a case that lies about its size states the truth
 N_CLASSES, N_EVAL = 4, 200
 CHANCE_BOUND = 1 / N_CLASSES + 0.12  # chance + ~4 standard deviations at 200 samples
 CANARY_VAR = "AUTOFUSION_TEST_CANARY_SECRET"
@@ -169,8 +170,11 @@ def test_attacks_are_rejected_or_contained(world: dict, mode: str) -> None:
         expected = dict(zip(("on", "off"), EXPECTED.search(path.read_text(encoding="utf-8")).groups()))[mode]
         started = time.monotonic()
         result = world[mode].evaluate(_render(path, world), SETTINGS)
+        measured = MEASURED.search(path.read_text(encoding="utf-8"))
         try:
             _check_outcome(expected, result)
+            if measured and result.status is Status.OK:
+                assert result.params == int(measured.group(1)), f"params {result.params} is the candidate's claim"
             _assert_contained(world, result, started)
         except AssertionError as exc:
             failures.append(f"{path.name} (static policy {mode}): {exc}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autofusion import gate
-from autofusion.evaluation import metrics, weights
+from autofusion.evaluation import graph, metrics, weights
 from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
 from autofusion.sandbox import harden, wire
 from autofusion.sandbox.pool import JobChannel, Sandbox
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+# How far the trusted replay's logits may be from the candidate's own (summation order differs with
+# the batch size); the reported metrics come from the replay either way.
+REPLAY_RTOL, REPLAY_ATOL = 1e-3, 1e-3
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,7 @@ class ProxyEvaluator:
                   started: float, state: "_Progress") -> None:
         deadline = started + settings.timeout_s
         smoke_deadline = min(deadline, time.monotonic() + settings.smoke_timeout_s)
-        hello = self._recv(ch, smoke_deadline, "smoke")
-        if hello.type != "hello":
-            raise _Outcome(Status.FAILED, "smoke", f"unexpected message {hello.type!r} from the sandbox")
-        ch.protections = [str(p) for p in hello.header.get("protections", [])]
-        missing = harden.check_required(ch.protections, self.sandbox.allow_weak)  # before any code is sent
-        if missing and self.protections != ch.protections:
-            log.warning("running candidate code without the protections %s (allow_weak is set)", missing)
-        self.protections = ch.protections
+        self._hello(ch, smoke_deadline, "smoke")
         ch.send({"type": "code", "code": code})
         frame = self._recv(ch, smoke_deadline, "smoke")
         self._raise_if_error(frame, ch)
@@ -135,11 +131,46 @@ class ProxyEvaluator:
         if problem:
             raise _Outcome(Status.REJECTED, "budget", problem)
         if smoke_only:
-            return
+            return  # the counts above are the child's claim; `evaluate` replaces them with measured ones
+        self._graph(ch, min(deadline, time.monotonic() + settings.smoke_timeout_s), settings, state)
         ch.send({"type": "go", "export_weights": True} if state.export_weights else {"type": "go"})
         train_started = time.monotonic()
         self._train(ch, settings, deadline, state)
         state.train_seconds = time.monotonic() - train_started
+        ch.close()
+        if state.best_epoch is not None:
+            self._verify(settings, deadline, state)
+
+    def _hello(self, ch: JobChannel, deadline: float, stage: str) -> None:
+        """The child's first frame lists its active protections; refuse to go on without the required ones."""
+        hello = self._recv(ch, deadline, stage)
+        if hello.type != "hello":
+            raise _Outcome(Status.FAILED, stage, f"unexpected message {hello.type!r} from the sandbox")
+        ch.protections = [str(p) for p in hello.header.get("protections", [])]
+        missing = harden.check_required(ch.protections, self.sandbox.allow_weak)  # before anything is sent
+        if missing and self.protections != ch.protections:
+            log.warning("running candidate code without the protections %s (allow_weak is set)", missing)
+        self.protections = ch.protections
+
+    def _graph(self, ch: JobChannel, deadline: float, settings: TrainSettings, state: "_Progress") -> None:
+        """Receive and check the traced eval-mode graph and its constants before training is paid for."""
+        frame = self._recv(ch, deadline, "trace", max_array_bytes=graph.MAX_GRAPH_BYTES)
+        self._raise_if_error(frame, ch)
+        batch = frame.header.get("batch")
+        if (frame.type != "graph" or frame.array is None or frame.array.dtype != np.uint8
+                or not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= self.shapes["val"][0]):
+            ch.kill()
+            raise _Outcome(Status.FAILED, "trace", f"expected the traced graph, got {frame.type!r} from the candidate process")
+        state.graph, state.graph_batch = frame.array.tobytes(), batch
+        try:
+            program = graph.decode(state.graph)
+        except graph.GraphError as exc:
+            ch.kill()
+            raise _Outcome(Status.REJECTED, "trace", str(exc)) from None
+        state.constants = self._tensors(ch, deadline, graph.CONSTANTS_EPOCH, settings, "trace")
+        if set(state.constants) != set(program.constants):
+            ch.kill()
+            raise _Outcome(Status.FAILED, "trace", "the constants sent are not the traced graph's constants")
 
     def _train(self, ch: JobChannel, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
         """Read val and test logits per epoch; keep the test logits of the best val epoch. The child
@@ -151,19 +182,20 @@ class ProxyEvaluator:
             test = self._expect(ch, deadline, "predict", "epoch_test", epoch, self.shapes["test"])
             acc = metrics.accuracy(_finite(frame, "val"), val.labels, val.label_mask)
             state.add_epoch(frame, acc)
+            tensors = self._tensors(ch, deadline, epoch, settings, "train")
             if state.best_epoch == state.epochs_run - 1:
-                state.test_logits = _finite(test, "test")
+                state.val_logits, state.test_logits, state.best_state = frame.array, _finite(test, "test"), tensors
             if state.export_weights:
-                exported = self._weights(ch, deadline, epoch, settings)
+                exported = self._tensors(ch, deadline, epoch, settings, "export")
                 if state.best_epoch == state.epochs_run - 1:
                     state.best_weights = exported
             stale = state.epochs_run - 1 - (state.best_epoch or 0)
             if settings.patience > 0 and stale >= settings.patience:
                 return
 
-    def _weights(self, ch: JobChannel, deadline: float, epoch: int, settings: TrainSettings) -> dict[str, "torch.Tensor"]:
+    def _tensors(self, ch: JobChannel, deadline: float, epoch: int, settings: TrainSettings, stage: str) -> dict[str, "torch.Tensor"]:
         def next_frame() -> wire.Frame:
-            frame = self._recv(ch, deadline, "export")
+            frame = self._recv(ch, deadline, stage)
             self._raise_if_error(frame, ch)
             return frame
 
@@ -171,7 +203,57 @@ class ProxyEvaluator:
             return weights.recv_state_dict(next_frame, epoch, max_bytes=settings.max_memory_mb << 20)
         except wire.WireError as exc:
             ch.kill()
-            raise _Outcome(Status.FAILED, "export", f"invalid weights from the candidate process: {exc}") from None
+            raise _Outcome(Status.FAILED, stage, f"invalid tensors from the candidate process: {exc}") from None
+
+    def _verify(self, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
+        """Replay the traced graph with the best epoch's tensors in a fresh sandboxed process that runs
+        no candidate code. Its logits must match what the candidate reported; the metrics, params and
+        FLOPs are then taken from the replay, so nothing outside the graph can have produced them. The
+        replay is part of the evaluation's wall-clock limit."""
+        assert state.graph is not None and state.best_state is not None and state.best_epoch is not None
+        ch = self.sandbox.open_job(settings, mode="replay")
+        try:
+            self._hello(ch, deadline, "verify")
+            ch.sock.settimeout(max(1.0, deadline - time.monotonic()))  # sends must not block forever
+            try:
+                ch.send({"type": "graph", "batch": state.graph_batch}, np.frombuffer(state.graph, dtype=np.uint8))
+                weights.send_tensors(ch.sock, state.constants, graph.CONSTANTS_EPOCH)
+                ch.send({"type": "replay", "epoch": state.best_epoch})
+                weights.send_tensors(ch.sock, state.best_state, state.best_epoch)
+            except OSError as exc:
+                raise _Outcome(Status.FAILED, "verify", f"the replay process stopped reading: {exc}") from None
+            replayed = {}
+            for split in ("val", "test"):
+                frame = self._recv(ch, deadline, "verify", self.shapes[split])
+                self._raise_if_error(frame, ch)
+                if frame.type != "replayed" or frame.header.get("split") != split:
+                    raise _Outcome(Status.FAILED, "verify", f"unexpected message {frame.type!r} from the replay process")
+                replayed[split] = _finite(frame, split)
+            done = self._recv(ch, deadline, "verify")
+            self._raise_if_error(done, ch)
+            flops = done.header.get("flops") if done.type == "replay_done" else None
+            if not isinstance(flops, int) or isinstance(flops, bool) or flops < 0:
+                raise _Outcome(Status.FAILED, "verify", "the replay process did not report FLOPs")
+        finally:
+            ch.close()
+        for split, reported in (("val", state.val_logits), ("test", state.test_logits)):
+            assert reported is not None
+            if not np.allclose(replayed[split], reported, rtol=REPLAY_RTOL, atol=REPLAY_ATOL):
+                gap = float(np.max(np.abs(replayed[split] - reported)))
+                raise _Outcome(Status.FAILED, "verify", (
+                    f"the {split} logits reported for epoch {state.best_epoch} differ (by up to {gap:.3g}) from the "
+                    "same model's traced graph replayed by the trusted side; in eval mode, forward must compute "
+                    "the same thing on every call (no Python-side state, randomness, .item()/.tolist() or "
+                    "numpy feeding back into the computation)"))
+        val = self.task.splits["val"]
+        assert val.labels is not None
+        state.verified_val = metrics.accuracy(replayed["val"], val.labels, val.label_mask)
+        state.test_logits = replayed["test"]
+        state.params = graph.count_params(state.best_state, state.constants)
+        state.flops = flops
+        problem = self.budgets.violation(state.params, state.flops)
+        if problem:
+            raise _Outcome(Status.REJECTED, "budget", problem + " (measured from the trained model's graph)")
 
     def _expect(self, ch: JobChannel, deadline: float, stage: str, kind: str, epoch: int,
                 shape: tuple[int, ...]) -> wire.Frame:
@@ -183,9 +265,10 @@ class ProxyEvaluator:
                            f"for epoch {frame.header.get('epoch')!r} from the candidate process")
         return frame
 
-    def _recv(self, ch: JobChannel, deadline: float, stage: str, shape: tuple[int, ...] | None = None) -> wire.Frame:
+    def _recv(self, ch: JobChannel, deadline: float, stage: str, shape: tuple[int, ...] | None = None,
+              max_array_bytes: int = 256 << 20) -> wire.Frame:
         try:
-            return ch.recv(deadline, expect_shape=shape)
+            return ch.recv(deadline, expect_shape=shape, max_array_bytes=max_array_bytes)
         except wire.WireTimeout:
             ch.kill()
             raise _Outcome(Status.TIMEOUT, stage, f"killed after the time limit during {stage}") from None
@@ -202,7 +285,7 @@ class ProxyEvaluator:
     def _raise_if_error(frame: wire.Frame, ch: JobChannel) -> None:
         if frame.type == "error":
             stage = str(frame.header.get("stage", "train"))
-            status = Status.REJECTED if stage in ("load", "smoke") else Status.FAILED
+            status = Status.REJECTED if stage in ("load", "smoke", "trace") else Status.FAILED
             raise _Outcome(status, stage, str(frame.header.get("error", ""))[:8000])
 
 
@@ -233,8 +316,14 @@ class _Progress:
         self.val_accuracy: list[float] = []
         self.epoch_seconds: list[float] = []
         self.best_epoch: int | None = None
+        self.val_logits: np.ndarray | None = None
         self.test_logits: np.ndarray | None = None
         self.train_seconds = 0.0
+        self.graph: bytes | None = None  # the traced eval-mode graph (JSON) and its batch size
+        self.graph_batch = 0
+        self.constants: dict[str, torch.Tensor] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None  # parameters and buffers at the best epoch
+        self.verified_val: float | None = None  # val accuracy of the trusted replay
 
     @property
     def epochs_run(self) -> int:
@@ -256,7 +345,7 @@ class _Progress:
         if status is Status.OK and self.test_logits is not None and self.best_epoch is not None:
             test = task.splits["test"]
             assert test.labels is not None
-            val_acc = self.val_accuracy[self.best_epoch]
+            val_acc = self.val_accuracy[self.best_epoch] if self.verified_val is None else self.verified_val
             test_acc = metrics.accuracy(self.test_logits, test.labels, test.label_mask)
             breakdown = metrics.category_breakdown(self.test_logits, test)
         return EvalResult(

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from autofusion.evaluation import weights
+from autofusion.evaluation import graph, weights
 from autofusion.evaluation.protocol import TrainSettings
 from autofusion.sandbox import wire
 
@@ -128,13 +128,17 @@ def measure(model: torch.nn.Module, data: WorkerData) -> tuple[int, int]:
 
 def warm_up() -> None:
     """Run trusted code through every lazy import a candidate would trigger (FlopCounterMode's
-    first use alone costs ~3 s), so forked children start warm."""
+    first use alone costs ~3 s, the first trace ~2 s), so forked children start warm."""
     layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.GELU())
     x = torch.randn(2, 3, 8)
     with FlopCounterMode(display=False):
         layer(model(x)).sum().backward()
     torch.optim.AdamW(model.parameters()).step()
+    both = torch.nn.Sequential(model, layer)
+    traced = graph.trace(both, {"input": x})
+    program = graph.decode(traced.graph)
+    graph.replay(program, graph.model_state(both), traced.constants, {"input": x}, 2, lambda inp, i: {"input": inp["input"][i]})
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -173,6 +177,7 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     model = cls(dict(data.input_shapes), data.num_classes)
     params, flops = measure(model, data)
     wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
+    send_graph(sock, model, data)
     reply = wire.recv(sock)
     if reply.type != "go":
         return
@@ -192,8 +197,53 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
         wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen, "seconds": seconds}, val_logits)
         test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
         wire.send(sock, {"type": "epoch_test", "epoch": epoch}, test_logits)
+        weights.send_tensors(sock, graph.model_state(model), epoch)  # what the parent replays
         if export_weights:
             weights.send_state_dict(sock, model, epoch)
+
+
+def send_graph(sock: socket.socket, model: torch.nn.Module, data: WorkerData) -> None:
+    """The eval-mode forward as an ATen graph plus its tensor constants, for the trusted replay."""
+    val = data.eval_inputs["val"]
+    batch = min(EVAL_BATCH, next(iter(val.values())).shape[0])
+    try:
+        with torch.random.fork_rng():  # tracing runs the forward once; training must not notice
+            traced = graph.trace(model, _select(val, slice(0, batch)))
+    except graph.GraphError as exc:
+        raise CandidateError("trace", str(exc)) from None
+    wire.send(sock, {"type": "graph", "batch": traced.batch}, np.frombuffer(traced.graph, dtype=np.uint8))
+    weights.send_tensors(sock, traced.constants, graph.CONSTANTS_EPOCH)
+
+
+def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, deadline: float) -> None:
+    """Trusted code in a fresh sandboxed process (no candidate code runs here): replay a graph with
+    the tensors the parent sends and return val and test logits and FLOPs per sample."""
+    def next_frame() -> wire.Frame:
+        return wire.recv(sock, deadline=deadline, max_array_bytes=settings.max_memory_mb << 20)
+
+    try:
+        frame = next_frame()
+        if frame.type != "graph" or frame.array is None or frame.array.dtype != np.uint8:
+            raise graph.GraphError(f"expected the graph, got {frame.type!r}")
+        batch = frame.header.get("batch")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= EVAL_BATCH:
+            raise graph.GraphError(f"bad batch size {batch!r}")
+        program = graph.decode(frame.array.tobytes())
+        limit = settings.max_memory_mb << 20
+        constants = weights.recv_state_dict(next_frame, graph.CONSTANTS_EPOCH, limit)
+        epoch = next_frame()
+        if epoch.type != "replay":
+            raise graph.GraphError(f"expected the replay request, got {epoch.type!r}")
+        state = weights.recv_state_dict(next_frame, epoch.header.get("epoch"), limit)
+        flops = 0
+        for split in ("val", "test"):
+            logits, counted = graph.replay(program, state, constants, data.eval_inputs[split], batch, _select)
+            flops = flops or counted
+            mask = data.eval_label_masks[split]
+            wire.send(sock, {"type": "replayed", "split": split}, _masked(logits, mask).numpy().astype(np.float32))
+        wire.send(sock, {"type": "replay_done", "flops": flops})
+    except (graph.GraphError, wire.WireError) as exc:
+        wire.send(sock, {"type": "error", "stage": "verify", "error": str(exc)[:4000]})
 
 
 def _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch) -> tuple[float, int]:  # type: ignore[no-untyped-def]

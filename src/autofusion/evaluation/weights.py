@@ -36,15 +36,18 @@ MAX_RANK = 8
 
 def send_state_dict(sock: socket.socket, model: torch.nn.Module, epoch: int) -> None:
     """Child side: every state-dict tensor as one frame, then `weights_end`."""
-    state = _STATE_DICT(model)
-    for name, tensor in state.items():
+    send_tensors(sock, _STATE_DICT(model), epoch)
+
+
+def send_tensors(sock: socket.socket, tensors: dict[str, torch.Tensor], epoch: int) -> None:
+    """Named tensors as `weight` frames, then `weights_end` (the format `recv_state_dict` reads)."""
+    for name, tensor in tensors.items():
         t = tensor.detach().cpu()
         dtype = str(t.dtype).removeprefix("torch.")
-        as_float = t.is_floating_point()
-        data = t.reshape(-1).to(torch.float32 if as_float else torch.int64).numpy()
+        data = t.reshape(-1).to(torch.float32 if t.is_floating_point() else torch.int64).numpy()
         wire.send(sock, {"type": "weight", "epoch": epoch, "name": name, "dtype": dtype, "shape": list(t.shape)},
                   np.ascontiguousarray(data))
-    wire.send(sock, {"type": "weights_end", "epoch": epoch, "n": len(state)})
+    wire.send(sock, {"type": "weights_end", "epoch": epoch, "n": len(tensors)})
 
 
 def recv_state_dict(recv: Callable[[], wire.Frame], epoch: int, max_bytes: int) -> dict[str, torch.Tensor]:

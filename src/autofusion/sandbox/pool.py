@@ -54,8 +54,8 @@ class JobChannel:
     sandbox: "Sandbox"
     protections: list[str] = field(default_factory=list)
 
-    def send(self, header: dict[str, Any]) -> None:
-        wire.send(self.sock, header)
+    def send(self, header: dict[str, Any], array: Any = None) -> None:
+        wire.send(self.sock, header, array)
 
     def recv(self, deadline: float, expect_shape: tuple[int, ...] | None = None, max_array_bytes: int = 256 << 20) -> wire.Frame:
         return wire.recv(self.sock, deadline=deadline, expect_shape=expect_shape, max_array_bytes=max_array_bytes)
@@ -138,12 +138,13 @@ class Sandbox:
     def alive(self) -> bool:
         return not self._closed and self.proc.poll() is None
 
-    def open_job(self, settings: TrainSettings, smoke_only: bool = False) -> JobChannel:
+    def open_job(self, settings: TrainSettings, smoke_only: bool = False, mode: str = "candidate") -> JobChannel:
+        """A fresh child: `mode="candidate"` runs candidate code; `"replay"` replays a traced graph."""
         if not self.alive:
             raise SandboxError("the evaluation worker has exited; start a new Sandbox")
         job_id = f"j{next(self._ids)}"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        msg = {"type": "job", "job": job_id, "settings": settings.to_dict(), "smoke_only": smoke_only,
+        msg = {"type": "job", "job": job_id, "settings": settings.to_dict(), "smoke_only": smoke_only, "mode": mode,
                "hardening": self.hardening, "require_network_isolation": self.require_network_isolation}
         with self._lock:
             socket.send_fds(self._ctrl, [json.dumps(msg).encode()], [theirs.fileno()])

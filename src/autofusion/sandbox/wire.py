@@ -22,7 +22,7 @@ import numpy as np
 
 MAGIC = b"AFWIRE01"
 MAX_HEADER_BYTES = 64 * 1024
-DTYPES = {"float32": np.float32, "int64": np.int64}
+DTYPES = {"float32": np.float32, "int64": np.int64, "uint8": np.uint8}  # uint8: serialised graphs
 _LEN = struct.Struct("!I")
 
 
@@ -49,7 +49,7 @@ class Frame:
 
 
 def send(sock: socket.socket, header: dict[str, Any], array: np.ndarray | None = None) -> None:
-    """Write one frame; the array (if any) must be a float32 or int64 numpy array."""
+    """Write one frame; the array (if any) must be a float32, int64 or uint8 numpy array."""
     header = dict(header)
     payload = b""
     if array is not None:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from autofusion.evaluation.protocol import TrainSettings
-from autofusion.evaluation.trainer import WorkerData, run_job, warm_up
+from autofusion.evaluation.trainer import WorkerData, replay_job, run_job, warm_up
 from autofusion.sandbox import harden, isolation, wire
 from autofusion.tasks.format import load_inputs, read_spec
 
@@ -66,8 +66,11 @@ def _child(job_fd: int, scratch: str, job: dict[str, Any], data: WorkerData) -> 
         active += harden.harden(job.get("hardening", {}), scratch)
         torch.set_num_threads(settings.threads or 1)
         wire.send(sock, {"type": "hello", "protections": active})
-        frame = wire.recv(sock, deadline=time.monotonic() + CODE_WAIT_S)
-        run_job(str(frame.header["code"]), data, settings, sock, bool(job.get("smoke_only")))
+        if job.get("mode") == "replay":  # trusted code on untrusted data: sandboxed all the same
+            replay_job(data, settings, sock, time.monotonic() + settings.timeout_s)
+        else:
+            frame = wire.recv(sock, deadline=time.monotonic() + CODE_WAIT_S)
+            run_job(str(frame.header["code"]), data, settings, sock, bool(job.get("smoke_only")))
     except BaseException:  # noqa: BLE001 - a child must never fall back into the zygote's loop
         code = 3
     finally:

@@ -1,6 +1,8 @@
 """Adversarial candidate: patch the trainer's trusted counters to report 1 parameter
 
 Expected: static policy on -> rejected; static policy off -> ok.
+Measured params: 156 (the count comes from the trained model's graph, replayed on the trusted side,
+not from the patched counter: Linear(4*8 + 6, 4) has 156).
 Placeholders replaced by the test: "MARKER_DIR", "TASK_DIR", 47474 (listener port).
 """
 

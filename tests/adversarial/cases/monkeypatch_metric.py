@@ -1,6 +1,7 @@
 """Adversarial candidate: patch the trainer's predict and the metric module in its process
 
-Expected: static policy on -> rejected; static policy off -> ok.
+Expected: static policy on -> rejected; static policy off -> error.
+(The forged predictions do not match the trusted replay of the model's graph.)
 Placeholders replaced by the test: "MARKER_DIR", "TASK_DIR", 47474 (listener port).
 """
 

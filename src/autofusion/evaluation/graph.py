@@ -1,0 +1,320 @@
+"""The trained model as data: an ATen graph the trusted side can count and replay without candidate code.
+
+Params and FLOPs measured inside the candidate's process are the candidate's claim: with the static
+policy off, its code can patch the counters. So the child also traces its eval-mode forward once,
+before training, into a graph of ATen operators (`torch.fx.experimental.proxy_tensor.make_fx`), with
+every parameter and buffer as an input, and sends it as JSON; after every epoch it sends the current
+parameters and buffers. When training ends, a fresh sandboxed process that never runs candidate code
+replays the graph with the best epoch's tensors on the val and test inputs (`replay`), under
+`FlopCounterMode`, and the parent keeps those logits only if they match what the candidate reported.
+A hidden model cannot survive this: whatever produced the reported logits must be in the graph and
+its tensors, which the parent counts itself (`count_params`). Decoding accepts ATen operators and
+tuple indexing only; no Python callable of the candidate's is ever named, imported or called.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+CONSTANTS_EPOCH = -1  # the `epoch` field of the frames that carry a graph's constants
+MAX_GRAPH_BYTES = 16 << 20
+MAX_NODES = 200_000
+MAX_DEPTH = 6  # nesting of argument lists
+_OP_NAME = re.compile(r"^aten\.([a-z0-9_]+)\.([A-Za-z0-9_]+)$")
+# ATen operators that touch files, storages shared with other processes or the random state the
+# parent does not control; no eval-mode fusion module needs them.
+DENIED_OPS = frozenset({"from_file", "_cufft_clear_plan_cache", "set_", "_set_from_file", "_unsafe_set",
+                        "_fused_sdp_choice", "save", "load"})
+_DTYPES = {str(t).removeprefix("torch."): t for t in (
+    torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+    torch.int8, torch.uint8, torch.bool, torch.complex64)}
+_LAYOUTS = {"strided": torch.strided}
+_MEMORY_FORMATS = {"contiguous_format": torch.contiguous_format, "preserve_format": torch.preserve_format,
+                   "channels_last": torch.channels_last}
+
+
+class GraphError(Exception):
+    """A graph that cannot be traced, decoded or replayed; the message says why."""
+
+
+# ------------------------------------------------------------------------------ child side: trace
+
+@dataclass(frozen=True)
+class Traced:
+    graph: bytes  # JSON: {"inputs": [...], "state": [...], "constants": [...], "nodes": [...]}
+    constants: dict[str, torch.Tensor]  # tensors created inside forward, frozen at trace time
+    batch: int  # the graph's fixed batch size
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer the forward may read, by name (tied tensors once)."""
+    state = dict(torch.nn.Module.named_parameters(model))
+    state.update(torch.nn.Module.named_buffers(model))
+    return {k: v.detach() for k, v in state.items()}
+
+
+def trace(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Traced:
+    """Trace `model` in eval mode on one batch of real inputs into a serialisable ATen graph."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    state = model_state(model)
+    names, in_names = list(state), sorted(inputs)
+
+    def forward(*flat: torch.Tensor) -> torch.Tensor:
+        s = dict(zip(names, flat[: len(names)]))
+        x = dict(zip(in_names, flat[len(names):]))
+        return torch.func.functional_call(model, s, args=(), kwargs=x)
+
+    torch.nn.Module.train(model, False)
+    try:
+        with torch.no_grad():
+            gm = make_fx(forward, tracing_mode="real")(*state.values(), *(inputs[k] for k in in_names))
+    except Exception as exc:  # noqa: BLE001 - any failure is the candidate's, reported as data
+        raise GraphError(f"the forward pass could not be traced into ATen operators: {type(exc).__name__}: {exc}"[:2000]) from None
+    batch = next(iter(inputs.values())).shape[0]
+    return _serialise(gm, names, in_names, batch)
+
+
+def _serialise(gm: torch.fx.GraphModule, names: list[str], in_names: list[str], batch: int) -> Traced:
+    index: dict[torch.fx.Node, int] = {}
+    nodes: list[dict[str, Any]] = []
+    constants: dict[str, torch.Tensor] = {}
+    placeholders = iter([("state", n) for n in names] + [("input", n) for n in in_names])
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            kind, name = next(placeholders)
+            entry: dict[str, Any] = {"op": kind, "name": name}
+        elif node.op == "get_attr":
+            value = getattr(gm, str(node.target))
+            if not isinstance(value, torch.Tensor):
+                raise GraphError(f"the traced graph holds a non-tensor constant {type(value).__name__}")
+            constants[str(node.target)] = value.detach()
+            entry = {"op": "constant", "name": str(node.target)}
+        elif node.op == "call_function":
+            target = "getitem" if node.target is operator.getitem else str(node.target)
+            if target != "getitem" and not isinstance(node.target, torch._ops.OpOverload):
+                raise GraphError(f"the traced graph calls {target}, which is not an ATen operator")
+            entry = {"op": "call", "target": target, "args": _enc(node.args, index), "kwargs": _enc(node.kwargs, index)}
+        elif node.op == "output":
+            entry = {"op": "output", "args": _enc(node.args[0], index)}
+        else:
+            raise GraphError(f"the traced graph has a {node.op} node, which cannot be replayed")
+        index[node] = len(nodes)
+        nodes.append(entry)
+    raw = json.dumps({"inputs": in_names, "state": names, "constants": sorted(constants), "nodes": nodes},
+                     allow_nan=False, separators=(",", ":")).encode()
+    if len(raw) > MAX_GRAPH_BYTES or len(nodes) > MAX_NODES:
+        raise GraphError(f"the traced graph is too large ({len(nodes)} nodes, {len(raw)} bytes)")
+    return Traced(raw, constants, batch)
+
+
+def _enc(value: Any, index: dict[torch.fx.Node, int]) -> Any:
+    if isinstance(value, torch.fx.Node):
+        return {"n": index[value]}
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"f": repr(value)}
+    if isinstance(value, (list, tuple)):
+        return [_enc(v, index) for v in value]
+    if isinstance(value, dict):
+        return {"kw": {str(k): _enc(v, index) for k, v in value.items()}}
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return {"device": value.type}
+    if isinstance(value, torch.layout):
+        return {"layout": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.memory_format):
+        return {"memory_format": str(value).removeprefix("torch.")}
+    raise GraphError(f"the traced graph has an argument of type {type(value).__name__}, which cannot be replayed")
+
+
+# ------------------------------------------------------------------------------ trusted side: decode
+
+@dataclass(frozen=True)
+class Graph:
+    inputs: list[str]
+    state: list[str]
+    constants: list[str]
+    nodes: list[tuple[str, Any, Any, Any]]  # (op, target or name, args, kwargs)
+
+
+def decode(raw: bytes) -> Graph:
+    """Parse and check a graph; every operator is resolved here, before anything runs."""
+    if len(raw) > MAX_GRAPH_BYTES:
+        raise GraphError(f"the graph is {len(raw)} bytes, more than {MAX_GRAPH_BYTES}")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GraphError(f"the graph is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list) or len(doc["nodes"]) > MAX_NODES:
+        raise GraphError("the graph is not an object with a bounded list of nodes")
+    lists = {k: doc.get(k) for k in ("inputs", "state", "constants")}
+    for key, names in lists.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and len(n) < 300 for n in names):
+            raise GraphError(f"the graph's {key!r} is not a list of names")
+        if len(set(names)) != len(names):
+            raise GraphError(f"the graph's {key!r} repeats a name")
+    nodes: list[tuple[str, Any, Any, Any]] = []
+    outputs = 0
+    for i, entry in enumerate(doc["nodes"]):
+        if not isinstance(entry, dict):
+            raise GraphError(f"node {i} is not an object")
+        op = entry.get("op")
+        if op in ("state", "input", "constant"):
+            if entry.get("name") not in lists["inputs" if op == "input" else op if op == "state" else "constants"]:
+                raise GraphError(f"node {i} reads an undeclared {op} {entry.get('name')!r}")
+            nodes.append((op, entry["name"], None, None))
+        elif op == "call":
+            fn = _resolve(entry.get("target"))
+            nodes.append((op, fn, _dec(entry.get("args"), i, 0), _dec(entry.get("kwargs"), i, 0)))
+            if not isinstance(nodes[-1][2], list) or not isinstance(nodes[-1][3], _Kw):
+                raise GraphError(f"node {i} needs a list of args and a dict of kwargs")
+        elif op == "output":
+            nodes.append((op, None, _dec(entry.get("args"), i, 0), None))
+            outputs += 1
+        else:
+            raise GraphError(f"node {i} has an unknown op {op!r}")
+    if outputs != 1 or nodes[-1][0] != "output":
+        raise GraphError("the graph must end with exactly one output node")
+    return Graph(lists["inputs"], lists["state"], lists["constants"], nodes)
+
+
+def _resolve(target: Any) -> Callable[..., Any]:
+    if target == "getitem":
+        return operator.getitem
+    match = _OP_NAME.match(target) if isinstance(target, str) else None
+    if match is None:
+        raise GraphError(f"operator {target!r} is not an ATen operator")
+    name, overload = match.groups()
+    if name in DENIED_OPS:
+        raise GraphError(f"operator aten.{name} is not allowed in a fusion module")
+    try:
+        fn = getattr(getattr(torch.ops.aten, name), overload)
+    except (AttributeError, RuntimeError):
+        raise GraphError(f"operator {target} does not exist in this torch") from None
+    if not isinstance(fn, torch._ops.OpOverload):
+        raise GraphError(f"operator {target} is not an ATen operator overload")
+    return fn
+
+
+class _Ref(int):
+    """A reference to an earlier node's value."""
+
+
+class _Kw(dict):  # type: ignore[type-arg]
+    """Decoded keyword arguments."""
+
+
+def _dec(value: Any, at: int, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise GraphError(f"node {at}: arguments nested too deeply")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_dec(v, at, depth + 1) for v in value]
+    if isinstance(value, dict) and len(value) == 1:
+        (tag, raw), = value.items()
+        if tag == "n" and isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < at:
+            return _Ref(raw)
+        if tag == "f" and raw in ("inf", "-inf", "nan"):
+            return float(raw)
+        if tag == "kw" and isinstance(raw, dict):
+            return _Kw({str(k): _dec(v, at, depth + 1) for k, v in raw.items()})
+        if tag == "dtype" and raw in _DTYPES:
+            return _DTYPES[raw]
+        if tag == "device" and raw in ("cpu", "cuda"):
+            return torch.device("cpu")  # replayed where the parent's data is; see `replay`
+        if tag == "layout" and raw in _LAYOUTS:
+            return _LAYOUTS[raw]
+        if tag == "memory_format" and raw in _MEMORY_FORMATS:
+            return _MEMORY_FORMATS[raw]
+    if value == {} :
+        return _Kw()
+    raise GraphError(f"node {at}: cannot decode argument {str(value)[:200]}")
+
+
+# ------------------------------------------------------------------------------ trusted side: replay
+
+def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor],
+        inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Execute the graph on one batch; returns the single tensor output."""
+    values: list[Any] = []
+
+    def arg(v: Any) -> Any:
+        if isinstance(v, _Ref):
+            return values[v]
+        if isinstance(v, list):
+            return [arg(x) for x in v]
+        return v
+
+    for op, target, args, kwargs in graph.nodes:
+        if op == "state":
+            values.append(state[target])
+        elif op == "input":
+            values.append(inputs[target])
+        elif op == "constant":
+            values.append(constants[target])
+        elif op == "call":
+            try:
+                values.append(target(*arg(args), **{k: arg(v) for k, v in kwargs.items()}))
+            except Exception as exc:  # noqa: BLE001
+                raise GraphError(f"replaying {target} failed: {type(exc).__name__}: {str(exc)[:500]}") from None
+        else:
+            out = arg(args)
+            if isinstance(out, list) and len(out) == 1:
+                out = out[0]
+            if not isinstance(out, torch.Tensor):
+                raise GraphError(f"the graph's output is {type(out).__name__}, not one tensor of logits")
+            return out
+    raise GraphError("the graph has no output")  # unreachable: decode checked it
+
+
+def check_tensors(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor]) -> None:
+    if set(state) != set(graph.state):
+        raise GraphError(f"the tensors sent ({len(state)}) are not the graph's state ({len(graph.state)})")
+    if set(constants) != set(graph.constants):
+        raise GraphError("the constants sent are not the graph's constants")
+
+
+def replay(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor],
+           inputs: dict[str, torch.Tensor], batch: int,
+           select: Callable[[dict[str, torch.Tensor], slice], dict[str, torch.Tensor]]) -> tuple[torch.Tensor, int]:
+    """Logits for every row of `inputs`, in chunks of the traced batch (the last chunk padded by
+    repeating its final row), and forward FLOPs per sample counted on the first chunk."""
+    check_tensors(graph, state, constants)
+    n = next(iter(inputs.values())).shape[0]
+    chunks: list[torch.Tensor] = []
+    flops = 0
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            idx = torch.arange(start, start + batch).clamp(max=stop - 1)
+            x = select(inputs, idx)
+            if start == 0:
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    out = run(graph, state, constants, x)
+                flops = int(counter.get_total_flops()) // batch
+            else:
+                out = run(graph, state, constants, x)
+            if out.shape[0] != batch:
+                raise GraphError(f"the graph returned {out.shape[0]} rows for a batch of {batch}")
+            chunks.append(out[: stop - start].float())
+    return torch.cat(chunks), flops
+
+
+def count_params(state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor]) -> int:
+    """Every stored number the trained function reads besides its inputs: parameters, buffers and
+    tensor constants. A candidate's process has the train labels from the start, so a buffer or
+    constant could hold something learned before training began; none is exempt."""
+    return sum(t.numel() for t in state.values()) + sum(t.numel() for t in constants.values())

@@ -1,0 +1,156 @@
+"""The trusted replay: traced graphs reproduce every zoo member, decoding refuses anything that is not
+an ATen operator, and the evaluator's params, FLOPs and metrics come from the replay, so a candidate
+that patches its own counters or forges its predictions is measured (or failed) honestly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from autofusion.evaluation import ProxyEvaluator, Status, TrainSettings, graph
+from autofusion.evaluation.evaluator import Budgets
+from autofusion.evaluation.trainer import _select, load_candidate
+from autofusion.zoo import ZOO_NAMES, zoo_source
+from helpers import CONCAT
+
+SHAPES = {"a": (6,), "b": (4, 5)}
+SETTINGS = TrainSettings(epochs=2, batch_size=32, timeout_s=60)
+
+
+def _inputs(n: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 5, (n,), generator=gen)
+    return {"a": torch.randn(n, 6, generator=gen), "b": torch.randn(n, 4, 5, generator=gen),
+            "b_mask": torch.arange(4)[None, :] < lengths[:, None]}
+
+
+def _roundtrip(model: torch.nn.Module, inputs: dict[str, torch.Tensor], batch: int):
+    traced = graph.trace(model, _select(inputs, slice(0, batch)))
+    program = graph.decode(traced.graph)
+    return traced, graph.replay(program, graph.model_state(model), traced.constants, inputs, batch, _select)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_every_zoo_member_replays_to_its_own_logits(name: str) -> None:
+    torch.manual_seed(0)
+    model = load_candidate(zoo_source(name))(dict(SHAPES), 3).eval()
+    inputs = _inputs(50)  # 50 rows at batch 16: the last chunk is padded
+    with torch.no_grad():
+        eager = model(**_select(inputs, slice(0, 50)))
+    traced, (logits, flops) = _roundtrip(model, inputs, 16)
+    assert torch.allclose(logits, eager, atol=1e-5), (logits - eager).abs().max()
+    assert graph.count_params(graph.model_state(model), traced.constants) >= sum(p.numel() for p in model.parameters())
+    assert flops > 0
+
+
+def test_buffers_and_tensor_constants_count_as_params() -> None:
+    class WithState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(6, 3)  # 21 parameters
+            self.register_buffer("scale", torch.full((6,), 2.0))  # 6 stored numbers
+
+        def forward(self, a, b, b_mask):
+            bias = torch.tensor([0.5, -0.5, 0.0])  # a constant made inside forward: 3 more
+            return self.head(a * self.scale) + bias
+
+    model = WithState()
+    traced, (logits, _) = _roundtrip(model, _inputs(8), 8)
+    assert graph.count_params(graph.model_state(model), traced.constants) == 21 + 6 + 3
+    assert torch.allclose(logits, model(**_inputs(8)))
+
+
+def _doc(nodes: list) -> bytes:
+    return json.dumps({"inputs": ["a"], "state": [], "constants": [], "nodes": nodes}).encode()
+
+
+@pytest.mark.parametrize("target, why", [
+    ("builtins.eval", "not an ATen operator"),
+    ("aten.from_file.default", "not allowed"),
+    ("aten.no_such_op.default", "does not exist"),
+    ("torch.ops.aten.add.Tensor", "not an ATen operator"),
+])
+def test_decode_refuses_anything_but_aten_operators(target: str, why: str) -> None:
+    nodes = [{"op": "input", "name": "a"}, {"op": "call", "target": target, "args": [{"n": 0}], "kwargs": {}},
+             {"op": "output", "args": [{"n": 1}]}]
+    with pytest.raises(graph.GraphError, match=why):
+        graph.decode(_doc(nodes))
+
+
+@pytest.mark.parametrize("nodes, why", [
+    ([{"op": "input", "name": "a"}, {"op": "call", "target": "aten.relu.default", "args": [{"n": 2}], "kwargs": {}},
+      {"op": "output", "args": [{"n": 1}]}], "cannot decode"),  # a forward reference
+    ([{"op": "input", "name": "secret"}, {"op": "output", "args": [{"n": 0}]}], "undeclared"),
+    ([{"op": "input", "name": "a"}], "exactly one output"),
+    ([{"op": "input", "name": "a"}, {"op": "call", "target": "aten.relu.default", "args": [[[[[[[[{"n": 0}]]]]]]]],
+      "kwargs": {}}, {"op": "output", "args": [{"n": 1}]}], "nested too deeply"),
+    ([{"op": "input", "name": "a"}, {"op": "exec", "target": "x"}, {"op": "output", "args": [{"n": 0}]}], "unknown op"),
+])
+def test_decode_refuses_malformed_graphs(nodes: list, why: str) -> None:
+    with pytest.raises(graph.GraphError, match=why):
+        graph.decode(_doc(nodes))
+
+
+def test_replay_refuses_tensors_that_are_not_the_graphs_state() -> None:
+    model = torch.nn.Linear(6, 3)
+    traced = graph.trace(model, {"input": torch.randn(4, 6)})
+    program = graph.decode(traced.graph)
+    state = graph.model_state(model) | {"hidden": torch.zeros(1000)}
+    with pytest.raises(graph.GraphError, match="not the graph's state"):
+        graph.replay(program, state, traced.constants, {"input": torch.randn(4, 6)}, 4, lambda x, i: {"input": x["input"][i]})
+
+
+# ------------------------------------------------------------------------------ through the evaluator
+
+LIAR = CONCAT.replace('''        self.mlp = nn.Sequential(''', '''        import sys
+        sys.modules["autofusion.evaluation.trainer"]._NUMEL = lambda p: 0
+        self.mlp = nn.Sequential(''')
+
+FORGER = CONCAT.replace('''        self.mlp = nn.Sequential(''', '''        import sys
+        tr = sys.modules["autofusion.evaluation.trainer"]
+        real = tr.predict
+        tr.predict = lambda model, inputs, mask: real(model, inputs, mask) * 0 + 1
+        self.mlp = nn.Sequential(''')
+
+STATEFUL = CONCAT.replace('''        parts = []''', '''        self.calls = getattr(self, "calls", 0) + 1  # Python-side state: the trace bakes in one value
+        if not self.training:
+            return self.mlp(torch.cat([inputs["a"], inputs["b"].mean(1)], -1)) * (1.0 + self.calls)
+        parts = []''')
+
+
+@pytest.fixture(scope="module")
+def unguarded(tiny_task, shared_sandbox) -> ProxyEvaluator:
+    """The runtime alone: no static policy, so candidate code may patch whatever is in its process."""
+    return ProxyEvaluator(tiny_task, sandbox=shared_sandbox, static_policy=False)
+
+
+def test_params_and_flops_come_from_the_replay_not_the_child(unguarded: ProxyEvaluator, evaluator: ProxyEvaluator) -> None:
+    honest = evaluator.evaluate(CONCAT, SETTINGS)
+    assert honest.ok and honest.params == (6 + 5) * 32 + 32 + 32 * 2 + 2
+    smoke = unguarded.smoke(LIAR, SETTINGS)
+    assert smoke.params == 0  # the smoke run reports the child's claim, and this child lies
+    lied = unguarded.evaluate(LIAR, SETTINGS)
+    assert lied.ok, lied.error
+    assert (lied.params, lied.flops) == (honest.params, honest.flops)
+    assert (lied.val_accuracy, lied.test_accuracy) == (honest.val_accuracy, honest.test_accuracy)
+
+
+def test_a_budget_is_enforced_on_the_measured_count(tiny_task, shared_sandbox) -> None:
+    budgeted = ProxyEvaluator(tiny_task, sandbox=shared_sandbox, static_policy=False, budgets=Budgets(max_params=100))
+    result = budgeted.evaluate(LIAR, SETTINGS)
+    assert result.status is Status.REJECTED and result.stage == "budget", (result.status, result.error)
+    assert "measured" in (result.error or "")
+
+
+def test_forged_predictions_fail_verification(unguarded: ProxyEvaluator) -> None:
+    result = unguarded.evaluate(FORGER, SETTINGS)
+    assert result.status is Status.FAILED and result.stage == "verify", (result.status, result.stage, result.error)
+    assert result.val_accuracy is None and result.test_accuracy is None
+
+
+def test_a_forward_that_changes_between_calls_fails_verification_with_the_reason(evaluator: ProxyEvaluator) -> None:
+    result = evaluator.evaluate(STATEFUL, SETTINGS)
+    assert result.status is Status.FAILED and result.stage == "verify", (result.status, result.stage, result.error)
+    assert "same thing on every call" in (result.error or "")
