@@ -154,3 +154,11 @@ def test_a_forward_that_changes_between_calls_fails_verification_with_the_reason
     result = evaluator.evaluate(STATEFUL, SETTINGS)
     assert result.status is Status.FAILED and result.stage == "verify", (result.status, result.stage, result.error)
     assert "same thing on every call" in (result.error or "")
+
+
+def test_the_smoke_run_traces_so_untraceable_code_is_caught_before_training(unguarded: ProxyEvaluator) -> None:
+    noisy = CONCAT.replace('''        return self.mlp(torch.cat(parts, dim=-1))''', '''        gen = torch.Generator().manual_seed(0)
+        return self.mlp(torch.cat(parts, dim=-1)) + torch.randn(2, generator=gen)''')
+    smoke = unguarded.smoke(noisy, SETTINGS)  # the static policy would refuse `manual_seed` first
+    assert smoke.status is Status.REJECTED and smoke.stage == "trace", (smoke.status, smoke.stage, smoke.error)
+    assert "Generator" in (smoke.error or "")

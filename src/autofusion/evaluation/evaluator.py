@@ -82,7 +82,8 @@ class ProxyEvaluator:
         return gate.check_source(code) if self.static_policy else []
 
     def smoke(self, code: str, settings: TrainSettings) -> EvalResult:
-        """Gate and smoke run only (no training): used to validate generated code cheaply."""
+        """Gate, smoke run and trace only (no training): used to validate generated code cheaply.
+        Its params and FLOPs are the candidate process's claim; `evaluate` measures them."""
         return self._run(code, settings, smoke_only=True)
 
     def evaluate(self, code: str, settings: TrainSettings) -> EvalResult:
@@ -130,9 +131,9 @@ class ProxyEvaluator:
         problem = self.budgets.violation(state.params, state.flops)
         if problem:
             raise _Outcome(Status.REJECTED, "budget", problem)
+        self._graph(ch, min(deadline, time.monotonic() + settings.smoke_timeout_s), settings, state)
         if smoke_only:
             return  # the counts above are the child's claim; `evaluate` replaces them with measured ones
-        self._graph(ch, min(deadline, time.monotonic() + settings.smoke_timeout_s), settings, state)
         ch.send({"type": "go", "export_weights": True} if state.export_weights else {"type": "go"})
         train_started = time.monotonic()
         self._train(ch, settings, deadline, state)

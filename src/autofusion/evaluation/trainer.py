@@ -205,7 +205,7 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
 def send_graph(sock: socket.socket, model: torch.nn.Module, data: WorkerData) -> None:
     """The eval-mode forward as an ATen graph plus its tensor constants, for the trusted replay."""
     val = data.eval_inputs["val"]
-    batch = min(EVAL_BATCH, next(iter(val.values())).shape[0])
+    batch = min(graph.TRACE_BATCH, next(iter(val.values())).shape[0])
     try:
         with torch.random.fork_rng():  # tracing runs the forward once; training must not notice
             traced = graph.trace(model, _select(val, slice(0, batch)))
@@ -278,8 +278,11 @@ def run_job(code: str, data: WorkerData, settings: TrainSettings, sock: socket.s
         smoke_test(cls, data, settings.seed)
         if smoke_only:
             torch.manual_seed(settings.seed)
-            params, flops = measure(cls(dict(data.input_shapes), data.num_classes), data)
+            model = cls(dict(data.input_shapes), data.num_classes)
+            params, flops = measure(model, data)
             wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
+            stage = "trace"
+            send_graph(sock, model, data)  # so that code the replay could not check is caught now
             return
         stage = "train"
         train(cls, data, settings, sock)
