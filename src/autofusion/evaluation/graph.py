@@ -263,7 +263,7 @@ def _dec(value: Any, at: int, depth: int) -> Any:
             return _LAYOUTS[raw]
         if tag == "memory_format" and raw in _MEMORY_FORMATS:
             return _MEMORY_FORMATS[raw]
-    if value == {} :
+    if value == {}:
         return _Kw()
     raise GraphError(f"node {at}: cannot decode argument {str(value)[:200]}")
 
