@@ -79,6 +79,8 @@ def test_every_import_form_is_checked(snippet: str, rule: str) -> None:
     ("nn.Linear.forward = None\n", "assign-into-module"),
     ("torch = None\n", "rebind-import"),
     ("global z\n", "global"),
+    ("match x:\n            case torch.Tensor(numpy=f):\n                y = f\n", "match"),  # attribute read with no Attribute node
+    ("match x:\n            case {'k': v}:\n                y = v\n", "match"),
 ])
 def test_forbidden_forms_are_refused(body: str, rule: str) -> None:
     found = check_source(model(body))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import re
 import io
+import re
+import threading
 import tokenize
 from dataclasses import dataclass
 
@@ -265,6 +266,13 @@ class _Policy(ast.NodeVisitor):
         self.flag(node, "async", "async functions are not allowed in a fusion module")
         self.generic_visit(node)
 
+    def visit_Match(self, node: ast.Match) -> None:
+        # A class pattern `case C(attr=x)` reads `attr` from the subject with no ast.Attribute node
+        # to check, and a mapping pattern calls the subject's own `get`: a way around every
+        # attribute rule. A fusion module has no use for pattern matching.
+        self.flag(node, "match", "`match` statements are not allowed in a fusion module (use if/elif)")
+        self.generic_visit(node)
+
 
 def _is_super_call(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
@@ -329,6 +337,17 @@ def _check_contract(tree: ast.Module, out: list[Violation]) -> None:
         out.append(Violation(forward.lineno, "contract", "forward must accept the modalities as keyword arguments: `def forward(self, **inputs)`"))
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(code: str, filename: str = "<unknown>") -> ast.Module:
+    """`ast.parse`, one thread at a time: CPython 3.11 keeps the AST builder's recursion depth in
+    shared state, so two threads parsing at once can fail with "AST constructor recursion depth
+    mismatch" (seen with two evaluation workers). Raises SyntaxError like `ast.parse`."""
+    with _PARSE_LOCK:
+        return ast.parse(code, filename=filename)
+
+
 def check_source(code: str) -> list[Violation]:
     """Every violation of the static policy, with line numbers (empty list: the code may run)."""
     raw = code.encode("utf-8", errors="surrogatepass")
@@ -339,7 +358,7 @@ def check_source(code: str) -> list[Violation]:
     if "\x00" in code:
         return [Violation(1, "encoding", "NUL bytes are not allowed in source")]
     try:
-        tree = ast.parse(code, filename="candidate.py")
+        tree = parse(code, filename="candidate.py")
     except SyntaxError as exc:
         return [Violation(exc.lineno or 1, "syntax", f"syntax error: {exc.msg}")]
     out = _non_ascii_identifiers(code)
@@ -375,7 +394,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 def normalized_hash(code: str) -> str:
     """Hash of the code without comments, docstrings or formatting (for duplicate detection)."""
     try:
-        text = ast.unparse(_strip_docstrings(ast.parse(code)))
+        text = ast.unparse(_strip_docstrings(parse(code)))
     except SyntaxError:
         text = code
     return hashlib.sha256(text.encode()).hexdigest()

@@ -98,6 +98,12 @@ class CandidateRow:
         return self.proposal_index is None
 
 
+def _safe(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Text as SQLite can store it: a lone surrogate (possible in an LLM's or a candidate's output)
+    would otherwise raise UnicodeEncodeError and lose the whole row."""
+    return tuple(p.encode("utf-8", "replace").decode("utf-8") if isinstance(p, str) else p for p in params)
+
+
 def _loads(raw: str | None) -> Any:
     return None if raw is None else json.loads(raw)
 
@@ -138,8 +144,8 @@ class SQLiteStore:
         cur = self.db.execute(
             "INSERT INTO candidates (created, proposal_index, origin, parent_ids, action, code, code_hash, genome,"
             " notes, gate, status, stage, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (time.time(), proposal_index, origin, json.dumps(list(parent_ids)), json.dumps(action) if action else None,
-             code, code_hash, json.dumps(genome) if genome is not None else None, notes, gate, status, stage, error))
+            _safe((time.time(), proposal_index, origin, json.dumps(list(parent_ids)), json.dumps(action) if action else None,
+             code, code_hash, json.dumps(genome) if genome is not None else None, notes, gate, status, stage, error)))
         return int(cur.lastrowid)
 
     def set_status(self, candidate_id: int, status: str, stage: str | None = None, error: str | None = None,
@@ -149,7 +155,7 @@ class SQLiteStore:
             fields.update(val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy,
                           params=result.params, flops=result.flops)
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self.db.execute(f"UPDATE candidates SET {sets} WHERE id = ?", (*fields.values(), candidate_id))
+        self.db.execute(f"UPDATE candidates SET {sets} WHERE id = ?", _safe((*fields.values(), candidate_id)))
 
     def candidate(self, candidate_id: int) -> CandidateRow:
         row = self.db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
@@ -189,12 +195,12 @@ class SQLiteStore:
             "INSERT INTO evaluations (candidate_id, created, purpose, seed, fidelity, status, val_accuracy,"
             " test_accuracy, params, flops, train_seconds, wall_seconds, best_epoch, epochs_run, stage, error,"
             " curves, breakdown, settings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (candidate_id, time.time(), purpose, s.seed,
+            _safe((candidate_id, time.time(), purpose, s.seed,
              json.dumps({"epochs": s.epochs, "data_fraction": s.data_fraction}), result.status.value,
              result.val_accuracy, result.test_accuracy, result.params, result.flops, result.train_seconds,
              result.wall_seconds, result.best_epoch, result.epochs_run, result.stage, result.error,
              json.dumps(result.to_json()["curves"]), json.dumps(result.breakdown) if result.breakdown else None,
-             json.dumps(s.to_dict())))
+             json.dumps(s.to_dict()))))
         return int(cur.lastrowid)
 
     def evaluations(self, candidate_id: int | None = None, purpose: str | None = None) -> list[dict[str, Any]]:
@@ -238,7 +244,7 @@ class SQLiteStore:
         fields.setdefault("created", time.time())
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
-        self.db.execute(f"INSERT INTO llm_calls ({cols}) VALUES ({marks})", tuple(fields.values()))
+        self.db.execute(f"INSERT INTO llm_calls ({cols}) VALUES ({marks})", _safe(tuple(fields.values())))
 
     def llm_calls(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM llm_calls ORDER BY id").fetchall()]

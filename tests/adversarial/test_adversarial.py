@@ -124,6 +124,9 @@ def _leftovers(zygote_pid: int) -> list[int]:
 def _assert_contained(world: dict, result, started: float) -> None:
     text = repr(result.to_json())
     assert world["canary"] not in text, "the canary secret reached the parent"
+    error = result.error or ""
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\u202e]", error), "control characters in the error text"
+    assert len(result.stage or "") < 20, "an unbounded stage string"
     assert "ESCAPED" not in text, f"the candidate reports an escape: {result.error[:500] if result.error else ''}"
     assert not list(world["markers"].iterdir()), f"marker files written: {list(world['markers'].iterdir())}"
     assert world["listener"].connections == 0, "the loopback listener was contacted"

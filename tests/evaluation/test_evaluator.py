@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,18 @@ def test_worker_data_holds_no_val_or_test_labels(tiny_task: Path) -> None:
     leaked = [t for t in data.train_inputs.values() if t.shape == test_labels.shape and torch.equal(t, test_labels)]
     assert not leaked and data.train_labels.shape[0] == 240
     assert np.isfinite(data.train_inputs["a"].numpy()).all()
+
+
+def test_text_from_the_candidate_is_made_safe_to_store_and_print() -> None:
+    from autofusion.evaluation.evaluator import untrusted_text
+    from autofusion.store import SQLiteStore
+
+    raw = "a\udcff\x1b[2J\x1b]0;title\x07 \u202efake\x00 b\n\tc" + "x" * 10_000
+    clean = untrusted_text(raw)
+    assert clean.startswith("a? ") and "title" not in clean, clean[:30]  # the whole OSC sequence goes
+    assert "\x1b" not in clean and "\x00" not in clean and "\u202e" not in clean and "\n\tc" in clean
+    assert len(clean) <= 8000
+    clean.encode("utf-8")  # no lone surrogate left
+    store = SQLiteStore(Path(tempfile.mkdtemp()) / "run.db")  # the store also survives raw text
+    cid = store.add_candidate(origin="llm", code="x = '\udcff'", code_hash="h", error=raw)
+    assert store.candidate(cid).error.startswith("a?")

@@ -157,3 +157,21 @@ def test_memory_mapped_inputs_equal_the_copied_ones(task: Path) -> None:
     before = (task / "train.safetensors").read_bytes()
     mapped.features["a"][0, 0] = 123.0
     assert (task / "train.safetensors").read_bytes() == before
+
+
+def test_unlabelled_splits_reach_workers_without_a_byte_of_their_labels(task: Path) -> None:
+    """The label block of val/test never enters the zygote, not even as mapped pages next to the
+    features (an outside red-team pass read it that way with ctypes when whole files were mapped)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from autofusion.sandbox.zygote import load_worker_data; "
+              "d = load_worker_data(sys.argv[1]); print(open('/proc/self/maps').read())")
+    maps = subprocess.run([sys.executable, "-c", script, str(task)], capture_output=True, text=True, check=True).stdout
+    assert str(task / "train.safetensors") in maps  # train (labels allowed) is memory-mapped
+    assert "val.safetensors" not in maps and "test.safetensors" not in maps
+    val = load_inputs(task, "val", with_labels=False)
+    full = load_file(str(task / "val.safetensors"))
+    assert val.labels is None
+    for key, value in val.inputs().items():
+        assert torch.equal(value, full[key]) and value.dtype == full[key].dtype, key

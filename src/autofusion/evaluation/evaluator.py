@@ -11,6 +11,7 @@ status, never as an exception; a sandbox lacking required protections raises San
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from autofusion import gate
 from autofusion.evaluation import graph, metrics, weights
+from autofusion.errors import SandboxError
 from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
 from autofusion.sandbox import harden, wire
 from autofusion.sandbox.pool import JobChannel, Sandbox
@@ -109,6 +111,13 @@ class ProxyEvaluator:
             status, stage, error = Status.OK, None, None
         except _Outcome as out:
             status, stage, error = out.status, out.stage, out.error
+        except OSError as exc:  # the child closed its end while we were writing to it
+            status, stage, error = Status.FAILED, "train", f"the candidate process stopped reading its channel ({exc})"
+        except SandboxError:
+            raise  # missing protections or a dead worker: the setup's fault, not the candidate's
+        except Exception as exc:  # noqa: BLE001 - nothing a candidate sends may take the search down
+            log.exception("unexpected error while judging a candidate's output")
+            status, stage, error = Status.FAILED, "judge", f"the trusted side could not judge this candidate's output ({type(exc).__name__}: {exc})"[:2000]
         finally:
             channel.close()
         return state.result(status, stage, error, settings, time.monotonic() - started, self.task)
@@ -196,7 +205,7 @@ class ProxyEvaluator:
 
     def _tensors(self, ch: JobChannel, deadline: float, epoch: int, settings: TrainSettings, stage: str) -> dict[str, "torch.Tensor"]:
         def next_frame() -> wire.Frame:
-            frame = self._recv(ch, deadline, stage)
+            frame = self._recv(ch, deadline, stage, max_array_bytes=settings.max_memory_mb << 20)
             self._raise_if_error(frame, ch)
             return frame
 
@@ -267,9 +276,11 @@ class ProxyEvaluator:
         return frame
 
     def _recv(self, ch: JobChannel, deadline: float, stage: str, shape: tuple[int, ...] | None = None,
-              max_array_bytes: int = 256 << 20) -> wire.Frame:
+              max_array_bytes: int = 0) -> wire.Frame:
+        """The next frame; an array is accepted only of the expected shape or up to `max_array_bytes`
+        (checked before anything is allocated)."""
         try:
-            return ch.recv(deadline, expect_shape=shape, max_array_bytes=max_array_bytes)
+            return ch.recv(deadline, expect_shape=shape, max_array_bytes=max_array_bytes if shape is None else 256 << 20)
         except wire.WireTimeout:
             ch.kill()
             raise _Outcome(Status.TIMEOUT, stage, f"killed after the time limit during {stage}") from None
@@ -285,9 +296,33 @@ class ProxyEvaluator:
     @staticmethod
     def _raise_if_error(frame: wire.Frame, ch: JobChannel) -> None:
         if frame.type == "error":
-            stage = str(frame.header.get("stage", "train"))
+            stage = frame.header.get("stage")
+            stage = stage if stage in CHILD_STAGES else "train"  # a child cannot claim "gate" or "budget"
             status = Status.REJECTED if stage in ("load", "smoke", "trace") else Status.FAILED
-            raise _Outcome(status, stage, str(frame.header.get("error", ""))[:8000])
+            raise _Outcome(status, stage, untrusted_text(frame.header.get("error", "")))
+
+
+def _number(value: object) -> float:
+    """A number the child reported for plotting; anything else (or too large for a float) is NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    try:
+        return float(value)
+    except OverflowError:
+        return float("nan")
+
+
+def untrusted_text(text: object, limit: int = 8000) -> str:
+    """Text from the candidate's process made safe to store, print and quote: valid UTF-8, no
+    terminal control sequences (a candidate could otherwise repaint the user's screen), truncated."""
+    raw = str(text)[:limit]
+    raw = raw.encode("utf-8", "replace").decode("utf-8")  # lone surrogates would break SQLite
+    return _CONTROL.sub(lambda m: "" if m.group() == "\x1b" else "\N{REPLACEMENT CHARACTER}", _ESCAPES.sub("", raw))
+
+
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+CHILD_STAGES = frozenset({"load", "smoke", "trace", "train", "predict", "export", "verify"})
 
 
 def _as_count(value: object) -> int:
@@ -333,8 +368,8 @@ class _Progress:
     def add_epoch(self, frame: wire.Frame, acc: float) -> None:
         loss = frame.header.get("train_loss")
         secs = frame.header.get("seconds")
-        self.train_loss.append(float(loss) if isinstance(loss, (int, float)) else float("nan"))
-        self.epoch_seconds.append(float(secs) if isinstance(secs, (int, float)) else float("nan"))
+        self.train_loss.append(_number(loss))
+        self.epoch_seconds.append(_number(secs))
         if self.best_epoch is None or acc > self.val_accuracy[self.best_epoch]:
             self.best_epoch = len(self.val_accuracy)
         self.val_accuracy.append(acc)

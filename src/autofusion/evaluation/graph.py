@@ -179,8 +179,8 @@ def decode(raw: bytes) -> Graph:
         raise GraphError(f"the graph is {len(raw)} bytes, more than {MAX_GRAPH_BYTES}")
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GraphError(f"the graph is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # also: nesting too deep, an integer too long to parse
+        raise GraphError(f"the graph is not acceptable JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list) or len(doc["nodes"]) > MAX_NODES:
         raise GraphError("the graph is not an object with a bounded list of nodes")
     lists = {k: doc.get(k) for k in ("inputs", "state", "constants")}

@@ -17,6 +17,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from autofusion import gate
 from autofusion.llm.base import TRUNCATED_FINISH_REASONS
 
 ENTRY_CLASS = "FusionModel"
@@ -111,7 +112,7 @@ def _join(main: str, others: list[str]) -> tuple[str, str]:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        gate.parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -119,7 +120,7 @@ def _parses(code: str) -> bool:
 
 def _is_imports_only(block: str) -> bool:
     try:
-        tree = ast.parse(block)
+        tree = gate.parse(block)
     except (SyntaxError, ValueError):
         return False
     return bool(tree.body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in tree.body)
@@ -127,7 +128,7 @@ def _is_imports_only(block: str) -> bool:
 
 def _names_defined(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
+        tree = gate.parse(code)
     except (SyntaxError, ValueError):
         return set()
     names: set[str] = set()
@@ -141,7 +142,7 @@ def _names_defined(code: str) -> set[str]:
 
 def _names_used(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
+        tree = gate.parse(code)
     except (SyntaxError, ValueError):
         return set()
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}

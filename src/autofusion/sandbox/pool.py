@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,12 +23,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autofusion.errors import SandboxError
-from autofusion.evaluation.protocol import TrainSettings
 from autofusion.sandbox import wire
 from autofusion.sandbox.harden import Hardening
+
+if TYPE_CHECKING:  # a runtime import would be circular (evaluation imports this module)
+    from autofusion.evaluation.protocol import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +184,7 @@ class Sandbox:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._ctrl.close()
+        shutil.rmtree(self._home, ignore_errors=True)  # the zygote's HOME/TMPDIR (torch writes caches there)
 
     def __enter__(self) -> "Sandbox":
         return self

@@ -97,10 +97,11 @@ def recv(
     (size,) = _LEN.unpack(head[len(MAGIC):])
     if size > MAX_HEADER_BYTES:
         raise WireError(f"header of {size} bytes exceeds {MAX_HEADER_BYTES}")
+    raw = _recv_exact(sock, size, deadline)
     try:
-        header = json.loads(_recv_exact(sock, size, deadline))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # also: nesting too deep, an integer too long to parse
+        raise WireError(f"header is not acceptable JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     spec = header.pop("array", None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,6 +323,7 @@ def _load(task_dir: str | Path, with_labels: tuple[str, ...]) -> tuple[Task, dic
 
 _MMAP_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
                 "I64": torch.int64, "BOOL": torch.bool}
+_ALL_DTYPES = {**_MMAP_DTYPES, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8}
 
 
 def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
@@ -329,7 +331,9 @@ def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
 
     Pages are read lazily and shared with the page cache, with forked children and with every other
     worker that maps the same file; a write (which workers never do) would copy only that page.
-    Falls back to a plain read for dtypes or layouts it does not handle.
+    The whole file is mapped, so this is only for files whose every tensor may be seen (`load_inputs`
+    reads the others with `pread_tensors`). Falls back to a plain read for dtypes or layouts it does
+    not handle.
     """
     with open(path, "rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
@@ -345,24 +349,60 @@ def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
         itemsize = torch.empty((), dtype=dtype).element_size() if dtype is not None else 0
         offset = 8 + size + start
         if dtype is None or end == start or offset % itemsize:
-            out.update(_read_tensors(path, [key]))
+            out.update(pread_tensors(path, [key]))
             continue
         out[key] = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // itemsize, offset=offset).view(info["shape"])
     return out
 
 
+def pread_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Exactly the bytes of the named tensors, copied into fresh memory with unbuffered `pread`.
+
+    Nothing else of the file enters the process: no memory map, no read-ahead buffer (safetensors'
+    own loader maps the whole file). This is how val/test inputs reach the processes that run
+    candidate code, so the label block beside them never does.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (size,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+        header = json.loads(os.pread(fd, size, 8))
+        out: dict[str, torch.Tensor] = {}
+        for key in keys:
+            info = header.get(key)
+            if info is None:
+                continue
+            dtype = _ALL_DTYPES.get(info["dtype"])
+            if dtype is None:
+                raise _fail(str(path), f"tensor {key!r} has dtype {info['dtype']}, which AutoFusion does not read", "store features as float16/float32 and masks as bool")
+            start, end = info["data_offsets"]
+            buf = bytearray(end - start)
+            view, done = memoryview(buf), 0
+            while done < len(buf):
+                n = os.preadv(fd, [view[done:]], 8 + size + start + done)
+                if n <= 0:
+                    raise _fail(str(path), f"ends inside tensor {key!r}", "rewrite the task with autofusion.tasks.write_task")
+                done += n
+            out[key] = (torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)).view(info["shape"])
+        return out
+    finally:
+        os.close(fd)
+
+
 def load_inputs(task_dir: str | Path, split: str, with_labels: bool, memory_map: bool = True) -> Split:
     """Load one split of an already validated task, reading labels only when asked.
 
-    Used by evaluation workers: for val/test they never read the label tensor from disk. With
-    `memory_map` the features are memory-mapped (see `mmap_tensors`) rather than copied.
+    Used by evaluation workers. Without labels (val/test), only the feature and mask bytes are read
+    (`pread_tensors`): the label block never enters the process, not even as mapped pages. With
+    labels and `memory_map`, the features are memory-mapped (see `mmap_tensors`) rather than copied.
     """
     spec = read_spec(task_dir)
     keys = list(spec.modalities) + [f"{m}{MASK_SUFFIX}" for m in spec.modalities] + [LABEL_MASK]
+    path = Path(task_dir) / f"{split}.safetensors"
     if with_labels:
         keys.append(LABEL)
-    path = Path(task_dir) / f"{split}.safetensors"
-    tensors = mmap_tensors(path, keys) if memory_map else _read_tensors(path, keys)
+        tensors = mmap_tensors(path, keys) if memory_map else _read_tensors(path, keys)
+    else:
+        tensors = pread_tensors(path, keys)
     return Split(  # features keep their stored dtype (float16 stays half the memory); batches are cast
         features={m: tensors[m] for m in spec.modalities},
         masks={m: tensors[f"{m}{MASK_SUFFIX}"] for m in spec.modalities if f"{m}{MASK_SUFFIX}" in tensors},
