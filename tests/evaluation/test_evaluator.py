@@ -23,7 +23,7 @@ def test_concat_trains_and_reports_every_field(evaluator: ProxyEvaluator) -> Non
     r = evaluator.evaluate(CONCAT, FAST)
     assert r.status is Status.OK, r.error
     assert 0.0 <= r.val_accuracy <= 1.0 and 0.0 <= r.test_accuracy <= 1.0
-    assert r.params == sum((6 + 5) * 32 + 32 + 32 * 2 + 2 for _ in [0])
+    assert r.params == (6 + 5) * 32 + 32 + 32 * 2 + 2 + 1  # weights and biases, + the 1.0 of clamp(min=1.0) (graph.count_params)
     assert r.flops > 0
     assert r.epochs_run == 3 and len(r.curves.val_accuracy) == 3 and len(r.curves.train_loss) == 3
     assert r.val_accuracy == max(r.curves.val_accuracy)

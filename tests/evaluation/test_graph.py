@@ -128,7 +128,7 @@ def unguarded(tiny_task, shared_sandbox) -> ProxyEvaluator:
 
 def test_params_and_flops_come_from_the_replay_not_the_child(unguarded: ProxyEvaluator, evaluator: ProxyEvaluator) -> None:
     honest = evaluator.evaluate(CONCAT, SETTINGS)
-    assert honest.ok and honest.params == (6 + 5) * 32 + 32 + 32 * 2 + 2
+    assert honest.ok and honest.params == (6 + 5) * 32 + 32 + 32 * 2 + 2 + 1  # + the 1.0 of clamp(min=1.0)
     smoke = unguarded.smoke(LIAR, SETTINGS)
     assert smoke.params == 0  # the smoke run reports the child's claim, and this child lies
     lied = unguarded.evaluate(LIAR, SETTINGS)
@@ -162,3 +162,69 @@ def test_the_smoke_run_traces_so_untraceable_code_is_caught_before_training(ungu
     smoke = unguarded.smoke(noisy, SETTINGS)  # the static policy would refuse `manual_seed` first
     assert smoke.status is Status.REJECTED and smoke.stage == "trace", (smoke.status, smoke.stage, smoke.error)
     assert "Generator" in (smoke.error or "")
+
+
+# ------------------------------------------------------------------------------ ways around the count
+# (from an outside red-team pass of the replay)
+
+class _BroadcastMLP(torch.nn.Module):
+    """A 6 -> 64 -> 3 MLP written without matmul: broadcast multiply, then sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1, self.w2 = torch.nn.Parameter(torch.randn(6, 64)), torch.nn.Parameter(torch.randn(64, 3))
+
+    def forward(self, a, b, b_mask):
+        h = (a.unsqueeze(2) * self.w1.unsqueeze(0)).sum(1).relu()
+        return (h.unsqueeze(2) * self.w2.unsqueeze(0)).sum(1)
+
+
+class _MatmulMLP(_BroadcastMLP):
+    def forward(self, a, b, b_mask):
+        return (a @ self.w1).relu() @ self.w2
+
+
+def test_arithmetic_without_matmul_is_counted_like_the_matmul() -> None:
+    _, (_, broadcast) = _roundtrip(_BroadcastMLP(), _inputs(32), 16)
+    _, (_, matmul) = _roundtrip(_MatmulMLP(), _inputs(32), 16)
+    assert matmul >= 2 * (6 * 64 + 64 * 3)
+    assert broadcast >= matmul  # torch's counter alone gave the broadcast version 0
+
+
+class _CheapOnTracedRows(torch.nn.Module):
+    """Heavy only for rows whose first feature is positive: the trace batch is made all negative."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.light, self.heavy = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+
+    def forward(self, a, b, b_mask):
+        heavy = self.heavy(a.repeat(1, 200).view(-1, 200, 6)).mean(1)
+        return torch.where(a[:, :1] > 0, heavy, self.light(a))
+
+
+def test_flops_are_the_mean_over_every_row_not_the_traced_batch() -> None:
+    model, inputs = _CheapOnTracedRows(), _inputs(64)
+    traced = graph.trace(model, _select(inputs, slice(0, 16)))
+    _, flops = graph.replay(graph.decode(traced.graph), graph.model_state(model), traced.constants, inputs, 16, _select)
+    assert flops >= 200 * 2 * 6 * 3  # the heavy path runs (and is counted) on every chunk
+
+
+class _NumbersInTheGraph(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = [0.25 * i for i in range(50)]  # learned numbers kept as Python floats
+
+    def forward(self, a, b, b_mask):
+        out = a[:, :3] * 0
+        for v in self.table:
+            out = out + torch.full((), v)
+        return out
+
+
+def test_numbers_written_into_the_graph_count_as_params() -> None:
+    model = _NumbersInTheGraph()
+    traced = graph.trace(model, _select(_inputs(8), slice(0, 8)))
+    program = graph.decode(traced.graph)
+    assert program.literals >= 50
+    assert graph.count_params(graph.model_state(model), traced.constants, program.literals) >= 50

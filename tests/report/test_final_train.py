@@ -80,7 +80,7 @@ def test_saved_weights_load_with_torch_alone_and_reproduce_test_accuracy(trained
 
 def _frames(*frames: wire.Frame):
     it = iter(frames)
-    return lambda: next(it)
+    return lambda limit: next(it)
 
 
 def weight(name: str, data: np.ndarray, shape: list[int], dtype: str = "float32", epoch: int = 0) -> wire.Frame:
@@ -123,3 +123,19 @@ def test_train_command_writes_weights_curves_and_mean_std(tiny_task: Path, tmp_p
     assert stats["n_seeds"] == 2 and stats["test_accuracy"] is not None and stats["test_accuracy_std"] is not None
     for name in ("model.py", "seed0.safetensors", "seed1.safetensors", "curves.csv", "result.json"):
         assert (tmp_path / "out" / "concat" / name).is_file(), name
+
+
+def test_each_weight_frame_is_read_only_within_the_budget_left() -> None:
+    """The parent tells the reader how many bytes the next array may have before it is read, so a
+    child cannot make it buffer more than the state dict's budget (an outside red-team pass made
+    an earlier version hold ~4x the child's memory limit)."""
+    limits: list[int] = []
+    frames = iter([weight("w", np.zeros(100, dtype=np.float32), [100]),
+                   wire.Frame({"type": "weights_end", "epoch": 0, "n": 1})])
+
+    def recv(limit: int) -> wire.Frame:
+        limits.append(limit)
+        return next(frames)
+
+    recv_state_dict(recv, 0, max_bytes=4000)
+    assert limits[0] <= 2000 and limits[1] < limits[0]  # declared float64 would double the cost

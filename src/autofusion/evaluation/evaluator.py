@@ -204,8 +204,8 @@ class ProxyEvaluator:
                 return
 
     def _tensors(self, ch: JobChannel, deadline: float, epoch: int, settings: TrainSettings, stage: str) -> dict[str, "torch.Tensor"]:
-        def next_frame() -> wire.Frame:
-            frame = self._recv(ch, deadline, stage, max_array_bytes=settings.max_memory_mb << 20)
+        def next_frame(limit: int) -> wire.Frame:
+            frame = self._recv(ch, deadline, stage, max_array_bytes=limit)
             self._raise_if_error(frame, ch)
             return frame
 
@@ -259,7 +259,7 @@ class ProxyEvaluator:
         assert val.labels is not None
         state.verified_val = metrics.accuracy(replayed["val"], val.labels, val.label_mask)
         state.test_logits = replayed["test"]
-        state.params = graph.count_params(state.best_state, state.constants)
+        state.params = graph.count_params(state.best_state, state.constants, graph.decode(state.graph).literals)
         state.flops = flops
         problem = self.budgets.violation(state.params, state.flops)
         if problem:

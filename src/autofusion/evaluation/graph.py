@@ -5,13 +5,14 @@ policy off, its code can patch the counters. So the child also traces its eval-m
 before training, into a graph of ATen operators (`torch.fx.experimental.proxy_tensor.make_fx`), with
 every parameter and buffer as an input, and sends it as JSON; after every epoch it sends the current
 parameters and buffers. When training ends, a fresh sandboxed process that never runs candidate code
-replays the graph with the best epoch's tensors on the val and test inputs (`replay`), under
-`FlopCounterMode`, and the parent keeps those logits only if they match what the candidate reported.
+replays the graph with the best epoch's tensors on the val and test inputs (`replay`), counting
+FLOPs per operator (`op_flops`), and the parent keeps those logits only if they match what the
+candidate reported.
 A hidden model cannot survive this: whatever produced the reported logits must be in the graph and
 its tensors, which the parent counts itself (`count_params`). Decoding accepts ATen operators and
 tuple indexing only; no Python callable of the candidate's is ever named, imported or called.
 Tracing also switches off PyTorch's fused inference fast paths (`_transformer_encoder_layer_fwd`,
-`_native_multi_head_attention`), which `FlopCounterMode` cannot see into: counted in the candidate's
+`_native_multi_head_attention`), which `torch.utils.flop_counter` cannot see into: counted in the candidate's
 process, the early-fusion transformer showed 1% of its FLOPs and MulT half; counted on the graph,
 every matmul is there.
 """
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 TRACE_BATCH = 64  # rows per traced batch: the trace runs the forward for real once, the replay per chunk
 CONSTANTS_EPOCH = -1  # the `epoch` field of the frames that carry a graph's constants
@@ -171,6 +171,7 @@ class Graph:
     state: list[str]
     constants: list[str]
     nodes: list[tuple[str, Any, Any, Any]]  # (op, target or name, args, kwargs)
+    literals: int = 0  # numbers written into the graph as values (Scalar/float arguments)
 
 
 def decode(raw: bytes) -> Graph:
@@ -190,7 +191,7 @@ def decode(raw: bytes) -> Graph:
         if len(set(names)) != len(names):
             raise GraphError(f"the graph's {key!r} repeats a name")
     nodes: list[tuple[str, Any, Any, Any]] = []
-    outputs = 0
+    outputs = literals = 0
     for i, entry in enumerate(doc["nodes"]):
         if not isinstance(entry, dict):
             raise GraphError(f"node {i} is not an object")
@@ -204,6 +205,7 @@ def decode(raw: bytes) -> Graph:
             nodes.append((op, fn, _dec(entry.get("args"), i, 0), _dec(entry.get("kwargs"), i, 0)))
             if not isinstance(nodes[-1][2], list) or not isinstance(nodes[-1][3], _Kw):
                 raise GraphError(f"node {i} needs a list of args and a dict of kwargs")
+            literals += _value_literals(fn, nodes[-1][2], nodes[-1][3])
         elif op == "output":
             nodes.append((op, None, _dec(entry.get("args"), i, 0), None))
             outputs += 1
@@ -211,7 +213,38 @@ def decode(raw: bytes) -> Graph:
             raise GraphError(f"node {i} has an unknown op {op!r}")
     if outputs != 1 or nodes[-1][0] != "output":
         raise GraphError("the graph must end with exactly one output node")
-    return Graph(lists["inputs"], lists["state"], lists["constants"], nodes)
+    return Graph(lists["inputs"], lists["state"], lists["constants"], nodes, literals)
+
+
+_VALUE_TYPES = frozenset({"number", "float", "complex"})  # a schema's Scalar, float, complex
+
+
+def _base_type(schema_type: Any) -> str:
+    name = str(schema_type)
+    while name.startswith(("Optional[", "List[")):
+        name = name[name.index("[") + 1:-1]
+    return name
+
+
+def _value_literals(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """Numbers passed as values (`full(size, 0.37)`, `mul(x, 2.5)`, an eps): each is a stored number
+    like a parameter. Shapes, dims and indices (int arguments) are structure and are not counted."""
+    if fn is operator.getitem:
+        return 0
+    schema = fn._schema.arguments
+    typed = [(schema[j], v) for j, v in enumerate(args) if j < len(schema)]
+    typed += [(a, kwargs[a.name]) for a in schema if a.name in kwargs]
+    return sum(_numbers(v) for a, v in typed if _base_type(a.type) in _VALUE_TYPES)
+
+
+def _numbers(value: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, _Ref):
+        return 0
+    if isinstance(value, (int, float)):
+        return 1
+    if isinstance(value, list):
+        return sum(_numbers(v) for v in value)
+    return 0
 
 
 def _resolve(target: Any) -> Callable[..., Any]:
@@ -271,8 +304,9 @@ def _dec(value: Any, at: int, depth: int) -> Any:
 # ------------------------------------------------------------------------------ trusted side: replay
 
 def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor],
-        inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Execute the graph on one batch; returns the single tensor output."""
+        inputs: dict[str, torch.Tensor], flops: list[int] | None = None) -> torch.Tensor:
+    """Execute the graph on one batch; returns the single tensor output. With `flops`, adds the
+    batch's FLOPs to `flops[0]` (see `op_flops`)."""
     values: list[Any] = []
 
     def arg(v: Any) -> Any:
@@ -290,10 +324,14 @@ def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch
         elif op == "constant":
             values.append(constants[target])
         elif op == "call":
+            a, k = arg(args), {key: arg(v) for key, v in kwargs.items()}
             try:
-                values.append(target(*arg(args), **{k: arg(v) for k, v in kwargs.items()}))
+                out = target(*a, **k)
             except Exception as exc:  # noqa: BLE001
                 raise GraphError(f"replaying {target} failed: {type(exc).__name__}: {str(exc)[:500]}") from None
+            if flops is not None and target is not operator.getitem:
+                flops[0] += op_flops(target, a, k, out)
+            values.append(out)
         else:
             out = arg(args)
             if isinstance(out, list) and len(out) == 1:
@@ -302,6 +340,45 @@ def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch
                 raise GraphError(f"the graph's output is {type(out).__name__}, not one tensor of logits")
             return out
     raise GraphError("the graph has no output")  # unreachable: decode checked it
+
+
+# Operators that move or create data without arithmetic: no FLOPs of their own.
+_DATA_MOVEMENT = frozenset({
+    "clone", "_to_copy", "copy", "copy_", "contiguous", "cat", "stack", "empty", "empty_like", "empty_strided",
+    "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_empty",
+    "new_full", "arange", "scalar_tensor", "lift_fresh_copy", "index_select", "gather", "index", "masked_select",
+    "embedding", "constant_pad_nd", "repeat", "fill", "fill_", "zero_", "_unsafe_view", "slice_scatter",
+    "select_scatter", "index_put", "index_put_", "scatter", "masked_fill", "masked_fill_", "where"})
+
+
+def op_flops(op: Any, args: list[Any], kwargs: dict[str, Any], out: Any) -> int:
+    """FLOPs of one operator call: PyTorch's own formula where `torch.utils.flop_counter` has one
+    (matmul, convolution, attention); otherwise one per element of the larger of its biggest tensor
+    input and its output for arithmetic (so an MLP written as broadcast multiply + sum costs what
+    its matmul would), and none for views and pure data movement."""
+    from torch.utils.flop_counter import flop_registry
+
+    packet = op.overloadpacket
+    if packet in flop_registry:
+        return int(flop_registry[packet](*args, **kwargs, out_val=out))
+    if packet.__name__ in _DATA_MOVEMENT:
+        return 0
+    returns = op._schema.returns
+    if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        return 0  # a view
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    biggest_in = max((t.numel() for t in _tensors(args) + _tensors(list(kwargs.values()))), default=0)
+    return max(biggest_in, sum(t.numel() for t in outs if isinstance(t, torch.Tensor)))
+
+
+def _tensors(values: list[Any]) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found += _tensors(list(v))
+    return found
 
 
 def check_tensors(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor]) -> None:
@@ -315,31 +392,26 @@ def replay(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, to
            inputs: dict[str, torch.Tensor], batch: int,
            select: Callable[[dict[str, torch.Tensor], slice], dict[str, torch.Tensor]]) -> tuple[torch.Tensor, int]:
     """Logits for every row of `inputs`, in chunks of the traced batch (the last chunk padded by
-    repeating its final row), and forward FLOPs per sample counted on the first chunk."""
+    repeating its final row), and forward FLOPs per sample: the mean over every chunk, so a
+    forward that is cheap only on the rows it was traced on is counted at its real cost."""
     check_tensors(graph, state, constants)
     n = next(iter(inputs.values())).shape[0]
     chunks: list[torch.Tensor] = []
-    flops = 0
+    flops = [0]
     with torch.no_grad():
         for start in range(0, n, batch):
             stop = min(n, start + batch)
             idx = torch.arange(start, start + batch).clamp(max=stop - 1)
-            x = select(inputs, idx)
-            if start == 0:
-                counter = FlopCounterMode(display=False)
-                with counter:
-                    out = run(graph, state, constants, x)
-                flops = int(counter.get_total_flops()) // batch
-            else:
-                out = run(graph, state, constants, x)
+            out = run(graph, state, constants, select(inputs, idx), flops)
             if out.shape[0] != batch:
                 raise GraphError(f"the graph returned {out.shape[0]} rows for a batch of {batch}")
             chunks.append(out[: stop - start].float())
-    return torch.cat(chunks), flops
+    return torch.cat(chunks), flops[0] // (batch * len(chunks))
 
 
-def count_params(state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor]) -> int:
-    """Every stored number the trained function reads besides its inputs: parameters, buffers and
-    tensor constants. A candidate's process has the train labels from the start, so a buffer or
-    constant could hold something learned before training began; none is exempt."""
-    return sum(t.numel() for t in state.values()) + sum(t.numel() for t in constants.values())
+def count_params(state: dict[str, torch.Tensor], constants: dict[str, torch.Tensor], literals: int = 0) -> int:
+    """Every stored number the trained function reads besides its inputs: parameters, buffers,
+    tensor constants and numbers written into the graph as values (`Graph.literals`). A
+    candidate's process has the train labels from the start, so a buffer or constant could hold
+    something learned before training began; none is exempt."""
+    return sum(t.numel() for t in state.values()) + sum(t.numel() for t in constants.values()) + literals

@@ -218,8 +218,8 @@ def send_graph(sock: socket.socket, model: torch.nn.Module, data: WorkerData) ->
 def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, deadline: float) -> None:
     """Trusted code in a fresh sandboxed process (no candidate code runs here): replay a graph with
     the tensors the parent sends and return val and test logits and FLOPs per sample."""
-    def next_frame() -> wire.Frame:
-        return wire.recv(sock, deadline=deadline, max_array_bytes=settings.max_memory_mb << 20)
+    def next_frame(limit: int = settings.max_memory_mb << 20) -> wire.Frame:
+        return wire.recv(sock, deadline=deadline, max_array_bytes=limit)
 
     try:
         frame = next_frame()
@@ -235,13 +235,13 @@ def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, d
         if epoch.type != "replay":
             raise graph.GraphError(f"expected the replay request, got {epoch.type!r}")
         state = weights.recv_state_dict(next_frame, epoch.header.get("epoch"), limit)
-        flops = 0
+        flops, rows = 0, 0
         for split in ("val", "test"):
             logits, counted = graph.replay(program, state, constants, data.eval_inputs[split], batch, _select)
-            flops = flops or counted
+            flops, rows = flops + counted * logits.shape[0], rows + logits.shape[0]
             mask = data.eval_label_masks[split]
             wire.send(sock, {"type": "replayed", "split": split}, _masked(logits, mask).numpy().astype(np.float32))
-        wire.send(sock, {"type": "replay_done", "flops": flops})
+        wire.send(sock, {"type": "replay_done", "flops": flops // max(1, rows)})
     except (graph.GraphError, wire.WireError) as exc:
         wire.send(sock, {"type": "error", "stage": "verify", "error": str(exc)[:4000]})
 

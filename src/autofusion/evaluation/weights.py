@@ -50,12 +50,14 @@ def send_tensors(sock: socket.socket, tensors: dict[str, torch.Tensor], epoch: i
     wire.send(sock, {"type": "weights_end", "epoch": epoch, "n": len(tensors)})
 
 
-def recv_state_dict(recv: Callable[[], wire.Frame], epoch: int, max_bytes: int) -> dict[str, torch.Tensor]:
-    """Parent side: read and validate one epoch's state dict; `recv` returns the next frame."""
+def recv_state_dict(recv: Callable[[int], wire.Frame], epoch: int, max_bytes: int) -> dict[str, torch.Tensor]:
+    """Parent side: read and validate one epoch's state dict. `recv(limit)` returns the next frame,
+    refusing an array of more than `limit` bytes before reading it: the budget left, so that the
+    whole state dict (at its declared dtypes) costs the reader at most `max_bytes`."""
     out: dict[str, torch.Tensor] = {}
     total = 0
     while True:
-        frame = recv()
+        frame = recv(max(0, max_bytes - total) // 2)  # float32 on the wire may be float64 declared
         if frame.header.get("epoch") != epoch:
             raise wire.WireError(f"weights for epoch {frame.header.get('epoch')!r} where epoch {epoch} was expected")
         if frame.type == "weights_end":
@@ -67,7 +69,7 @@ def recv_state_dict(recv: Callable[[], wire.Frame], epoch: int, max_bytes: int) 
         name, tensor = _tensor(frame)
         if name in out:
             raise wire.WireError(f"weight {name!r} sent twice")
-        total += tensor.numel() * tensor.element_size()
+        total += tensor.numel() * tensor.element_size() + (frame.array.nbytes if frame.array is not None else 0)
         if len(out) >= MAX_TENSORS or total > max_bytes:
             raise wire.WireError(f"the state dict exceeds {MAX_TENSORS} tensors or {max_bytes} bytes")
         out[name] = tensor
@@ -91,4 +93,4 @@ def _tensor(frame: wire.Frame) -> tuple[str, torch.Tensor]:
     if dtype == "bool" and not np.isin(array, (0, 1)).all():
         raise wire.WireError(f"weight {name!r}: bool buffer holds values other than 0 and 1")
     target = FLOAT_DTYPES.get(dtype) or INT_DTYPES[dtype]
-    return name, torch.from_numpy(array.copy()).to(target).reshape(shape)
+    return name, torch.from_numpy(array).to(target).reshape(shape)

@@ -65,10 +65,13 @@ def send(sock: socket.socket, header: dict[str, Any], array: np.ndarray | None =
     sock.sendall(MAGIC + _LEN.pack(len(raw)) + raw + payload)
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
-    chunks: list[bytes] = []
-    remaining = n
-    while remaining:
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearray:
+    """Exactly `n` bytes, read straight into one buffer (no chunk list, no join: a frame costs the
+    reader its own size once)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0:
@@ -76,12 +79,11 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
             ready, _, _ = select.select([sock], [], [], wait)
             if not ready:
                 raise WireTimeout("deadline passed while waiting for the peer")
-        chunk = sock.recv(min(remaining, 1 << 20))
-        if not chunk:
+        k = sock.recv_into(view[got:], min(n - got, 1 << 20))
+        if not k:
             raise WireClosed("peer closed the connection")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        got += k
+    return buf
 
 
 def recv(
@@ -92,7 +94,7 @@ def recv(
 ) -> Frame:
     """Read one frame, validating it before any large allocation."""
     head = _recv_exact(sock, len(MAGIC) + _LEN.size, deadline)
-    if head[: len(MAGIC)] != MAGIC:
+    if bytes(head[: len(MAGIC)]) != MAGIC:
         raise WireError("bad frame magic (the peer wrote something that is not a wire frame)")
     (size,) = _LEN.unpack(head[len(MAGIC):])
     if size > MAX_HEADER_BYTES:
@@ -125,4 +127,4 @@ def _recv_array(sock: socket.socket, spec: Any, deadline: float | None, max_byte
     if nbytes > max_bytes:
         raise WireError(f"array of {nbytes} bytes exceeds the limit of {max_bytes}")
     data = _recv_exact(sock, nbytes, deadline)
-    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(data, dtype=dtype).reshape(shape)  # owns its (writable) buffer
