@@ -177,6 +177,7 @@ class ProxyEvaluator:
         except graph.GraphError as exc:
             ch.kill()
             raise _Outcome(Status.REJECTED, "trace", str(exc)) from None
+        state.graph_literals = program.literals
         state.constants = self._tensors(ch, deadline, graph.CONSTANTS_EPOCH, settings, "trace")
         if set(state.constants) != set(program.constants):
             ch.kill()
@@ -259,7 +260,7 @@ class ProxyEvaluator:
         assert val.labels is not None
         state.verified_val = metrics.accuracy(replayed["val"], val.labels, val.label_mask)
         state.test_logits = replayed["test"]
-        state.params = graph.count_params(state.best_state, state.constants, graph.decode(state.graph).literals)
+        state.params = graph.count_params(state.best_state, state.constants, state.graph_literals)
         state.flops = flops
         problem = self.budgets.violation(state.params, state.flops)
         if problem:
@@ -357,6 +358,7 @@ class _Progress:
         self.train_seconds = 0.0
         self.graph: bytes | None = None  # the traced eval-mode graph (JSON) and its batch size
         self.graph_batch = 0
+        self.graph_literals = 0  # numbers written into the graph as values (counted as params)
         self.constants: dict[str, torch.Tensor] = {}
         self.best_state: dict[str, torch.Tensor] | None = None  # parameters and buffers at the best epoch
         self.verified_val: float | None = None  # val accuracy of the trusted replay

@@ -336,8 +336,7 @@ def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
     not handle.
     """
     with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
+        size, header = _header(f.fileno())
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     out: dict[str, torch.Tensor] = {}
     for key in keys:
@@ -355,6 +354,13 @@ def mmap_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _header(fd: int) -> tuple[int, dict[str, Any]]:
+    """A safetensors file's header length and header (tensor name -> dtype, shape, byte offsets
+    relative to the end of the header)."""
+    (size,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+    return size, json.loads(os.pread(fd, size, 8))
+
+
 def pread_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
     """Exactly the bytes of the named tensors, copied into fresh memory with unbuffered `pread`.
 
@@ -364,8 +370,7 @@ def pread_tensors(path: Path, keys: Iterable[str]) -> dict[str, torch.Tensor]:
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        (size,) = struct.unpack("<Q", os.pread(fd, 8, 0))
-        header = json.loads(os.pread(fd, size, 8))
+        size, header = _header(fd)
         out: dict[str, torch.Tensor] = {}
         for key in keys:
             info = header.get(key)
