@@ -38,23 +38,29 @@ def executor(shared_executor: LocalExecutor) -> LocalExecutor:
     return shared_executor
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
+def _opened(sandbox, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(mode, pid) of every job the sandbox starts from now on, as it starts them."""
+    jobs: list[tuple[str, int]] = []
+    original = sandbox.open_job
+
+    def open_job(settings, smoke_only=False, mode="candidate"):
+        ch = original(settings, smoke_only=smoke_only, mode=mode)
+        jobs.append((mode, ch.pid))
+        return ch
+
+    monkeypatch.setattr(sandbox, "open_job", open_job)
+    return jobs
 
 
-def _wait_for_child(zygote_pid: int, before: list[int], timeout_s: float = 30.0) -> int:
-    """The zygote's first child that was not there `before` (an earlier job's child may still be exiting)."""
+def _wait_for(jobs: list[tuple[str, int]], mode: str, timeout_s: float = 30.0) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        kids = [k for k in _children(zygote_pid) if k not in before]
-        if kids:
-            return kids[0]
-        time.sleep(0.02)
-    raise AssertionError("the zygote never forked a child")
+        pids = [pid for m, pid in jobs if m == mode]
+        if pids:
+            time.sleep(0.2)  # well into the job
+            return pids[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no {mode} job started")
 
 
 def test_threads_split_the_cores_between_workers() -> None:
@@ -73,11 +79,11 @@ def test_two_jobs_run_at_once_and_match_sequential_results(executor: LocalExecut
 
 
 @pytest.mark.slow  # starts a second zygote
-def test_killed_zygote_is_restarted_and_the_job_rerun(executor: LocalExecutor) -> None:
+def test_killed_zygote_is_restarted_and_the_job_rerun(executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     zygote = executor.supervisor.current_sandbox()
-    before = _children(zygote.proc.pid)
+    jobs = _opened(zygote, monkeypatch)
     future = executor.submit(CONCAT, LONG)
-    _wait_for_child(zygote.proc.pid, before)
+    _wait_for(jobs, "candidate")
     os.kill(zygote.proc.pid, signal.SIGKILL)
     result = future.result(timeout=180)
     assert result.status is Status.OK, result.error
@@ -86,11 +92,11 @@ def test_killed_zygote_is_restarted_and_the_job_rerun(executor: LocalExecutor) -
     assert executor.supervisor.current_sandbox() is not zygote and executor.supervisor.current_sandbox().alive
 
 
-def test_child_killed_from_outside_is_rerun_once(executor: LocalExecutor) -> None:
-    zygote = executor.supervisor.current_sandbox()
-    before = _children(zygote.proc.pid)
+@pytest.mark.parametrize("mode", ["candidate", "replay"])
+def test_child_killed_from_outside_is_rerun_once(executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    jobs = _opened(executor.supervisor.current_sandbox(), monkeypatch)
     future = executor.submit(CONCAT, LONG)
-    os.kill(_wait_for_child(zygote.proc.pid, before), signal.SIGKILL)
+    os.kill(_wait_for(jobs, mode), signal.SIGKILL)  # the replay process waits from the start of training
     result = future.result(timeout=180)
     assert result.status is Status.OK, result.error
     assert (executor.n_retries, executor.supervisor.n_started) == (1, 0), result.error  # the zygote was fine

@@ -228,3 +228,55 @@ def test_numbers_written_into_the_graph_count_as_params() -> None:
     program = graph.decode(traced.graph)
     assert program.literals >= 50
     assert graph.count_params(graph.model_state(model), traced.constants, program.literals) >= 50
+
+
+class _Stateful(torch.nn.Module):
+    """In-place arithmetic, operators returning tuples and lists, and a plain tensor attribute that
+    forward mutates: the recorder must replay what eager computed, on every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(6, 6)
+        self.offset = torch.zeros(6)  # not a buffer: a constant copied when the trace first sees it
+
+    def forward(self, a, b, b_mask):
+        h = self.proj(a)
+        h.mul_(2).add_(self.offset)
+        first, second = torch.chunk(h, 2, dim=1)  # a list of views
+        peak, _ = b.max(dim=1)  # a tuple out of one operator
+        self.offset.add_(0.0)  # in place on the constant: the replay starts from its traced copy
+        return torch.cat([first + second, peak[:, :3].sum(1, keepdim=True)], dim=1)[:, :3]
+
+
+def test_in_place_ops_tuples_and_constants_replay_to_eager() -> None:
+    torch.manual_seed(0)
+    model, inputs = _Stateful().eval(), _inputs(40)
+    with torch.no_grad():
+        eager = model(**_select(inputs, slice(0, 40)))
+    traced, (logits, _) = _roundtrip(model, inputs, 16)
+    assert torch.allclose(logits, eager, atol=1e-6)
+    assert set(traced.constants) == {"_tensor_constant0"} and traced.constants["_tensor_constant0"].shape == (6,)
+
+
+def test_tracing_switches_off_the_fused_transformer_fast_path() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer, self.head = layer, torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.layer(x).mean(1))
+
+    model, x = Encoder(), torch.randn(4, 5, 8)
+    assert torch.backends.mha.get_fastpath_enabled()
+    traced = graph.trace(model, {"x": x})
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
+    targets = {n["target"] for n in json.loads(traced.graph)["nodes"] if n["op"] == "call"}
+    assert not any("transformer_encoder_layer" in t or "native_multi_head" in t for t in targets), targets
+    _, flops = graph.replay(graph.decode(traced.graph), graph.model_state(model), traced.constants, {"x": x}, 4,
+                            lambda inp, i: {"x": inp["x"][i]})
+    per_token_matmuls = 2 * (8 * 24 + 8 * 8 + 8 * 16 + 16 * 8)  # qkv, out-projection, feed-forward
+    assert flops >= 5 * per_token_matmuls

@@ -1,11 +1,15 @@
 """The proxy evaluator: the trusted side of one evaluation.
 
 gate (static policy) -> sandboxed child: its protections checked (`harden.check_required`), smoke
-run, params, FLOPs -> budget check -> training, one val- and one test-logits frame per epoch, judged
-here; the child is told nothing after "go" and is killed when the parent stops it. This process holds
-the val and test labels and computes every metric; the child only ever receives inputs. Every frame
-is checked for its type and shape. Faults of the candidate come back as an `EvalResult` with a
-status, never as an exception; a sandbox lacking required protections raises SandboxError.
+run, traced eval-mode graph with the child's claimed params and FLOPs -> budget check -> training,
+one val- and one test-logits frame and the parameters per epoch, judged here; the child is told
+nothing after "go" and is killed when the parent stops it -> replay of the best epoch in a second
+fresh sandboxed process that runs no candidate code (started as training starts, so its start-up
+costs no wall time): its logits must match the reported ones, and the metrics, params and FLOPs
+come from it (`graph.py`). This process holds the val and test labels and computes every metric;
+the children only ever receive inputs. Every frame is checked for its type and shape. Faults of the
+candidate come back as an `EvalResult` with a status, never as an exception; a sandbox lacking
+required protections raises SandboxError.
 """
 
 from __future__ import annotations
@@ -111,8 +115,9 @@ class ProxyEvaluator:
             status, stage, error = Status.OK, None, None
         except _Outcome as out:
             status, stage, error = out.status, out.stage, out.error
-        except OSError as exc:  # the child closed its end while we were writing to it
-            status, stage, error = Status.FAILED, "train", f"the candidate process stopped reading its channel ({exc})"
+        except OSError:  # the child closed its end while we were writing to it
+            died = _died(channel, "train")
+            status, stage, error = died.status, died.stage, died.error
         except SandboxError:
             raise  # missing protections or a dead worker: the setup's fault, not the candidate's
         except Exception as exc:  # noqa: BLE001 - nothing a candidate sends may take the search down
@@ -145,11 +150,15 @@ class ProxyEvaluator:
             return  # the counts above are the child's claim; `evaluate` replaces them with measured ones
         ch.send({"type": "go", "export_weights": True} if state.export_weights else {"type": "go"})
         train_started = time.monotonic()
-        self._train(ch, settings, deadline, state)
-        state.train_seconds = time.monotonic() - train_started
-        ch.close()
-        if state.best_epoch is not None:
-            self._verify(settings, deadline, state)
+        replay = self._open_replay(settings, deadline, state)  # starts while the candidate trains
+        try:
+            self._train(ch, settings, deadline, state)
+            state.train_seconds = time.monotonic() - train_started
+            ch.close()
+            if state.best_epoch is not None:
+                self._verify(replay, deadline, state)
+        finally:
+            replay.close()
 
     def _hello(self, ch: JobChannel, deadline: float, stage: str) -> None:
         """The child's first frame lists its active protections; refuse to go on without the required ones."""
@@ -216,37 +225,49 @@ class ProxyEvaluator:
             ch.kill()
             raise _Outcome(Status.FAILED, stage, f"invalid tensors from the candidate process: {exc}") from None
 
-    def _verify(self, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
-        """Replay the traced graph with the best epoch's tensors in a fresh sandboxed process that runs
-        no candidate code. Its logits must match what the candidate reported; the metrics, params and
-        FLOPs are then taken from the replay, so nothing outside the graph can have produced them. The
-        replay is part of the evaluation's wall-clock limit."""
-        assert state.graph is not None and state.best_state is not None and state.best_epoch is not None
+    def _open_replay(self, settings: TrainSettings, deadline: float, state: "_Progress") -> JobChannel:
+        """A fresh sandboxed process that runs no candidate code, given the graph and its constants
+        now, so that its start-up overlaps the candidate's training (see `_verify`)."""
+        assert state.graph is not None
         ch = self.sandbox.open_job(settings, mode="replay")
         try:
             self._hello(ch, deadline, "verify")
             ch.sock.settimeout(max(1.0, deadline - time.monotonic()))  # sends must not block forever
-            try:
-                ch.send({"type": "graph", "batch": state.graph_batch}, np.frombuffer(state.graph, dtype=np.uint8))
-                weights.send_tensors(ch.sock, state.constants, graph.CONSTANTS_EPOCH)
-                ch.send({"type": "replay", "epoch": state.best_epoch})
-                weights.send_tensors(ch.sock, state.best_state, state.best_epoch)
-            except OSError as exc:
-                raise _Outcome(Status.FAILED, "verify", f"the replay process stopped reading: {exc}") from None
-            replayed = {}
-            for split in ("val", "test"):
-                frame = self._recv(ch, deadline, "verify", self.shapes[split])
-                self._raise_if_error(frame, ch)
-                if frame.type != "replayed" or frame.header.get("split") != split:
-                    raise _Outcome(Status.FAILED, "verify", f"unexpected message {frame.type!r} from the replay process")
-                replayed[split] = _finite(frame, split)
-            done = self._recv(ch, deadline, "verify")
-            self._raise_if_error(done, ch)
-            flops = done.header.get("flops") if done.type == "replay_done" else None
-            if not isinstance(flops, int) or isinstance(flops, bool) or flops < 0:
-                raise _Outcome(Status.FAILED, "verify", "the replay process did not report FLOPs")
-        finally:
+            ch.send({"type": "graph", "batch": state.graph_batch}, np.frombuffer(state.graph, dtype=np.uint8))
+            weights.send_tensors(ch.sock, state.constants, graph.CONSTANTS_EPOCH)
+        except OSError:
+            outcome = _died(ch, "verify")
             ch.close()
+            raise outcome from None
+        except BaseException:
+            ch.close()
+            raise
+        return ch
+
+    def _verify(self, ch: JobChannel, deadline: float, state: "_Progress") -> None:
+        """Replay the traced graph with the best epoch's tensors in the replay process. Its logits
+        must match what the candidate reported; the metrics, params and FLOPs are then taken from
+        the replay, so nothing outside the graph can have produced them. The replay is part of the
+        evaluation's wall-clock limit."""
+        assert state.best_state is not None and state.best_epoch is not None
+        ch.sock.settimeout(max(1.0, deadline - time.monotonic()))
+        try:
+            ch.send({"type": "replay", "epoch": state.best_epoch})
+            weights.send_tensors(ch.sock, state.best_state, state.best_epoch)
+        except OSError:
+            raise _died(ch, "verify") from None
+        replayed = {}
+        for split in ("val", "test"):
+            frame = self._recv(ch, deadline, "verify", self.shapes[split])
+            self._raise_if_error(frame, ch)
+            if frame.type != "replayed" or frame.header.get("split") != split:
+                raise _Outcome(Status.FAILED, "verify", f"unexpected message {frame.type!r} from the replay process")
+            replayed[split] = _finite(frame, split)
+        done = self._recv(ch, deadline, "verify")
+        self._raise_if_error(done, ch)
+        flops = done.header.get("flops") if done.type == "replay_done" else None
+        if not isinstance(flops, int) or isinstance(flops, bool) or flops < 0:
+            raise _Outcome(Status.FAILED, "verify", "the replay process did not report FLOPs")
         for split, reported in (("val", state.val_logits), ("test", state.test_logits)):
             assert reported is not None
             if not np.allclose(replayed[split], reported, rtol=REPLAY_RTOL, atol=REPLAY_ATOL):
@@ -286,10 +307,7 @@ class ProxyEvaluator:
             ch.kill()
             raise _Outcome(Status.TIMEOUT, stage, f"killed after the time limit during {stage}") from None
         except wire.WireClosed:
-            ch.kill()
-            code = ch.exit_code()
-            why = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-code}" if code is not None else "unknown exit"
-            raise _Outcome(Status.FAILED, stage, f"the candidate process died during {stage} ({why}); a memory or resource limit may have been hit") from None
+            raise _died(ch, stage) from None
         except wire.WireError as exc:
             ch.kill()
             raise _Outcome(Status.FAILED, stage, f"malformed output from the candidate process: {exc}") from None
@@ -301,6 +319,16 @@ class ProxyEvaluator:
             stage = stage if stage in CHILD_STAGES else "train"  # a child cannot claim "gate" or "budget"
             status = Status.REJECTED if stage in ("load", "smoke", "trace") else Status.FAILED
             raise _Outcome(status, stage, untrusted_text(frame.header.get("error", "")))
+
+
+def _died(ch: JobChannel, stage: str) -> _Outcome:
+    """The child of `ch` is gone: how it ended (`executors.lost_by_system` re-runs a job whose
+    process was killed from outside)."""
+    ch.kill()
+    code = ch.exit_code()
+    why = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-code}" if code is not None else "unknown exit"
+    who = "replay" if stage == "verify" else "candidate"
+    return _Outcome(Status.FAILED, stage, f"the {who} process died during {stage} ({why}); a memory or resource limit may have been hit")
 
 
 def _number(value: object) -> float:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 RECYCLE_AFTER_JOBS = 500  # a fresh zygote every N jobs bounds any slow leak; a restart costs ~2 s
 MAX_RETRIES = 2  # re-runs of one job after the system (not the candidate) lost it
 # The evaluator's wording for a child that died without reporting (evaluator._recv, WireClosed).
-_DIED = "the candidate process died"
+_DIED = "process died during"  # the candidate's or the replay's (`evaluator._died`)
 _SIGNALLED = "killed by signal"
 
 
@@ -69,7 +69,7 @@ def lost_by_system(result: EvalResult | None, zygote_alive: bool) -> str | None:
         return "the evaluation worker (zygote) died during the job"
     error = result.error or ""
     if _DIED in error and _SIGNALLED in error:
-        return f"the candidate's process was killed from outside ({error.split('(')[-1].split(')')[0]})"
+        return f"the evaluation's process was killed from outside ({error.split('(')[-1].split(')')[0]})"
     return None
 
 

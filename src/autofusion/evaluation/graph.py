@@ -2,34 +2,36 @@
 
 Params and FLOPs measured inside the candidate's process are the candidate's claim: with the static
 policy off, its code can patch the counters. So the child also traces its eval-mode forward once,
-before training, into a graph of ATen operators (`torch.fx.experimental.proxy_tensor.make_fx`), with
-every parameter and buffer as an input, and sends it as JSON; after every epoch it sends the current
-parameters and buffers. When training ends, a fresh sandboxed process that never runs candidate code
-replays the graph with the best epoch's tensors on the val and test inputs (`replay`), counting
-FLOPs per operator (`op_flops`), and the parent keeps those logits only if they match what the
-candidate reported.
+before training: a `TorchDispatchMode` (`_Recorder`) writes down every ATen operator the forward
+dispatches, with every parameter and buffer as an input, and the graph goes to the parent as JSON
+(`make_fx` built the same graph 10-20x slower: ~0.05 s of fixed cost per candidate). After every
+epoch the child sends the current parameters and buffers. When training ends, a fresh sandboxed
+process that never runs candidate code replays the graph with the best epoch's tensors on the val
+and test inputs (`replay`), counting FLOPs per operator (`op_flops`), and the parent keeps those
+logits only if they match what the candidate reported.
 A hidden model cannot survive this: whatever produced the reported logits must be in the graph and
 its tensors, which the parent counts itself (`count_params`). Decoding accepts ATen operators and
-tuple indexing only; no Python callable of the candidate's is ever named, imported or called.
-Tracing also switches off PyTorch's fused inference fast paths (`_transformer_encoder_layer_fwd`,
-`_native_multi_head_attention`), which `torch.utils.flop_counter` cannot see into: counted in the candidate's
-process, the early-fusion transformer showed 1% of its FLOPs and MulT half; counted on the graph,
-every matmul is there.
+tuple indexing only; no Python callable of the candidate's is ever named, imported or called. The
+tracer itself runs in the candidate's process and is not trusted: a graph that does not reproduce
+the reported logits on every val and test row fails the check, whatever produced it.
+Tracing switches off PyTorch's fused inference fast paths (`torch.backends.mha`:
+`_transformer_encoder_layer_fwd`, `_native_multi_head_attention`), which `torch.utils.flop_counter`
+cannot see into: counted in the candidate's process, the early-fusion transformer showed 1% of its
+FLOPs and MulT half; counted on the graph, every matmul is there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import operator
 import re
-import traceback
-import types
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 TRACE_BATCH = 512  # rows per traced batch (as in predict): the replay runs per chunk of this size; 64 made it 2x slower
 CONSTANTS_EPOCH = -1  # the `epoch` field of the frames that carry a graph's constants
@@ -60,6 +62,7 @@ class Traced:
     graph: bytes  # JSON: {"inputs": [...], "state": [...], "constants": [...], "nodes": [...]}
     constants: dict[str, torch.Tensor]  # tensors created inside forward, frozen at trace time
     batch: int  # the graph's fixed batch size
+    flops: int  # forward FLOPs per sample on the traced batch (`op_flops`): the child's claim
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -71,96 +74,95 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def trace(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Traced:
     """Trace `model` in eval mode on one batch of real inputs into a serialisable ATen graph."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
-    state = model_state(model)
+    state = {**dict(torch.nn.Module.named_parameters(model)), **dict(torch.nn.Module.named_buffers(model))}
     names, in_names = list(state), sorted(inputs)
-
-    def forward(*flat: torch.Tensor) -> torch.Tensor:
-        s = dict(zip(names, flat[: len(names)]))
-        x = dict(zip(in_names, flat[len(names):]))
-        return torch.func.functional_call(model, s, args=(), kwargs=x)
-
+    recorder = _Recorder()
+    for kind, tensors in (("state", state), ("input", inputs)):
+        for name in (names if kind == "state" else in_names):
+            recorder.refs[tensors[name]] = recorder.add({"op": kind, "name": name})
     torch.nn.Module.train(model, False)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # fused kernels would hide their matmuls from the count
     try:
-        with torch.no_grad(), _no_debug_stacks():
-            gm = make_fx(forward, tracing_mode="real")(*state.values(), *(inputs[k] for k in in_names))
+        with torch.no_grad(), recorder:
+            out = model(**inputs)
+    except GraphError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure is the candidate's, reported as data
         raise GraphError(f"the forward pass could not be traced into ATen operators: {type(exc).__name__}: {exc}"[:2000]) from None
-    batch = next(iter(inputs.values())).shape[0]
-    return _serialise(gm, names, in_names, batch)
-
-
-@contextlib.contextmanager
-def _no_debug_stacks() -> Iterator[None]:
-    """make_fx builds a FakeTensorMode per operator, and each one records the Python stack for
-    debugging: a third of the trace time. The graph does not need it."""
-    from torch._subclasses import fake_tensor
-
-    saved = getattr(fake_tensor, "traceback", None)
-    if saved is not traceback:
-        yield  # another torch layout: trace at full cost
-        return
-    fake_tensor.traceback = types.SimpleNamespace(extract_stack=lambda *a, **k: traceback.StackSummary())  # type: ignore[attr-defined]
-    try:
-        yield
     finally:
-        fake_tensor.traceback = saved  # type: ignore[attr-defined]
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    if not isinstance(out, torch.Tensor):
+        raise GraphError(f"forward returned {type(out).__name__}, not one tensor of logits")
+    recorder.add({"op": "output", "args": recorder.encode(out)})
+    raw = json.dumps({"inputs": in_names, "state": names, "constants": list(recorder.constants),
+                      "nodes": recorder.nodes}, allow_nan=False, separators=(",", ":")).encode()
+    if len(raw) > MAX_GRAPH_BYTES or len(recorder.nodes) > MAX_NODES:
+        raise GraphError(f"the traced graph is too large ({len(recorder.nodes)} nodes, {len(raw)} bytes)")
+    batch = next(iter(inputs.values())).shape[0]
+    return Traced(raw, recorder.constants, batch, recorder.flops // batch)
 
 
-def _serialise(gm: torch.fx.GraphModule, names: list[str], in_names: list[str], batch: int) -> Traced:
-    index: dict[torch.fx.Node, int] = {}
-    nodes: list[dict[str, Any]] = []
-    constants: dict[str, torch.Tensor] = {}
-    placeholders = iter([("state", n) for n in names] + [("input", n) for n in in_names])
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            kind, name = next(placeholders)
-            entry: dict[str, Any] = {"op": kind, "name": name}
-        elif node.op == "get_attr":
-            value = getattr(gm, str(node.target))
-            if not isinstance(value, torch.Tensor):
-                raise GraphError(f"the traced graph holds a non-tensor constant {type(value).__name__}")
-            constants[str(node.target)] = value.detach()
-            entry = {"op": "constant", "name": str(node.target)}
-        elif node.op == "call_function":
-            target = "getitem" if node.target is operator.getitem else str(node.target)
-            if target != "getitem" and not isinstance(node.target, torch._ops.OpOverload):
-                raise GraphError(f"the traced graph calls {target}, which is not an ATen operator")
-            entry = {"op": "call", "target": target, "args": _enc(node.args, index), "kwargs": _enc(node.kwargs, index)}
-        elif node.op == "output":
-            entry = {"op": "output", "args": _enc(node.args[0], index)}
-        else:
-            raise GraphError(f"the traced graph has a {node.op} node, which cannot be replayed")
-        index[node] = len(nodes)
-        nodes.append(entry)
-    raw = json.dumps({"inputs": in_names, "state": names, "constants": sorted(constants), "nodes": nodes},
-                     allow_nan=False, separators=(",", ":")).encode()
-    if len(raw) > MAX_GRAPH_BYTES or len(nodes) > MAX_NODES:
-        raise GraphError(f"the traced graph is too large ({len(nodes)} nodes, {len(raw)} bytes)")
-    return Traced(raw, constants, batch)
+class _Recorder(TorchDispatchMode):
+    """Writes down every ATen operator the forward runs, below autograd, with its arguments: a
+    tensor argument is a reference to the node that made it (or to a parameter, buffer or input);
+    one made outside the recorded operators (`torch.tensor(...)`, a plain tensor attribute) becomes a
+    constant, copied when first seen. Python control flow and scalars are fixed at their traced values."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[dict[str, Any]] = []
+        self.refs: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> index of the node holding it
+        self.constants: dict[str, torch.Tensor] = {}
+        self.flops = 0
 
-def _enc(value: Any, index: dict[torch.fx.Node, int]) -> Any:
-    if isinstance(value, torch.fx.Node):
-        return {"n": index[value]}
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"f": repr(value)}
-    if isinstance(value, (list, tuple)):
-        return [_enc(v, index) for v in value]
-    if isinstance(value, dict):
-        return {"kw": {str(k): _enc(v, index) for k, v in value.items()}}
-    if isinstance(value, torch.dtype):
-        return {"dtype": str(value).removeprefix("torch.")}
-    if isinstance(value, torch.device):
-        return {"device": value.type}
-    if isinstance(value, torch.layout):
-        return {"layout": str(value).removeprefix("torch.")}
-    if isinstance(value, torch.memory_format):
-        return {"memory_format": str(value).removeprefix("torch.")}
-    raise GraphError(f"the traced graph has an argument of type {type(value).__name__}, which cannot be replayed")
+    def add(self, entry: dict[str, Any]) -> int:
+        if len(self.nodes) >= MAX_NODES:
+            raise GraphError(f"the traced graph is too large (more than {MAX_NODES} nodes)")
+        self.nodes.append(entry)
+        return len(self.nodes) - 1
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if not isinstance(func, torch._ops.OpOverload) or func.namespace != "aten":
+            raise GraphError(f"the forward calls {func}, which is not an ATen operator")
+        entry = {"op": "call", "target": str(func), "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
+        out = func(*args, **kwargs)
+        self.flops += op_flops(func, list(args), kwargs, out)
+        at = self.add(entry)
+        if isinstance(out, torch.Tensor):
+            self.refs[out] = at
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    self.refs[item] = self.add({"op": "call", "target": "getitem", "args": [{"n": at}, i], "kwargs": {}})
+        return out
+
+    def encode(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            at = self.refs.get(value)
+            if at is None:
+                name = f"_tensor_constant{len(self.constants)}"
+                self.constants[name] = value.detach().clone()
+                at = self.refs[value] = self.add({"op": "constant", "name": name})
+            return {"n": at}
+        if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"f": repr(value)}
+        if isinstance(value, (list, tuple)):
+            return [self.encode(v) for v in value]
+        if isinstance(value, dict):
+            return {"kw": {str(k): self.encode(v) for k, v in value.items()}}
+        if isinstance(value, torch.dtype):
+            return {"dtype": str(value).removeprefix("torch.")}
+        if isinstance(value, torch.device):
+            return {"device": value.type}
+        if isinstance(value, torch.layout):
+            return {"layout": str(value).removeprefix("torch.")}
+        if isinstance(value, torch.memory_format):
+            return {"memory_format": str(value).removeprefix("torch.")}
+        raise GraphError(f"the traced graph has an argument of type {type(value).__name__}, which cannot be replayed")
 
 
 # ------------------------------------------------------------------------------ trusted side: decode

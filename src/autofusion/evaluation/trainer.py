@@ -1,11 +1,12 @@
 """The proxy trainer: runs *inside* the sandboxed child process, next to the candidate's code.
 
-It loads the candidate, runs the smoke test, measures params and FLOPs, trains on the train split and
-streams raw val and test logits to the trusted parent after every epoch. The parent alone holds the
-val and test labels; after "go" it sends this process nothing (not even "best" or "stop": either bit
-would let a candidate hill-climb the val labels), it keeps the test logits of the epoch it selects
-and kills the process when it has seen enough. Nothing this process says is trusted for a metric
-(DESIGN §5); the train loss it reports is for plotting only.
+It loads the candidate, runs the smoke test, traces the eval-mode forward (this process's claim of
+params and FLOPs comes from there; the parent measures its own from the replay), trains on the train
+split and streams raw val and test logits to the trusted parent after every epoch. The parent alone
+holds the val and test labels; after "go" it sends this process nothing (not even "best" or "stop":
+either bit would let a candidate hill-climb the val labels), it keeps the test logits of the epoch
+it selects and kills the process when it has seen enough. Nothing this process says is trusted for
+a metric (DESIGN §5); the train loss it reports is for plotting only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from autofusion.evaluation import graph, weights
 from autofusion.evaluation.protocol import TrainSettings
@@ -31,11 +31,10 @@ SMOKE_BATCHES = (1, 3)
 EVAL_BATCH = 512
 MASK_FILL = -1e9
 # Taken at import, in the zygote, before any candidate code exists: a candidate class that overrides
-# `parameters`, `eval` or `numel` cannot change what the trusted measurement calls.
+# `parameters`, `eval` or `numel` cannot change what this process calls.
 _MODULE_PARAMETERS = torch.nn.Module.parameters
 _MODULE_TRAIN = torch.nn.Module.train
 _NUMEL = torch.Tensor.numel
-_FLOP_COUNTER = FlopCounterMode
 
 
 @dataclass
@@ -59,7 +58,7 @@ class CandidateError(Exception):
 
 def _select(inputs: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
     """A batch; features stored in half precision reach the candidate as float32."""
-    return {k: v[idx].float() if v.is_floating_point() else v[idx] for k, v in inputs.items()}
+    return {k: v[idx].float() if v.is_floating_point() and v.dtype != torch.float32 else v[idx] for k, v in inputs.items()}
 
 
 def _masked(logits: torch.Tensor, label_mask: torch.Tensor | None) -> torch.Tensor:
@@ -116,29 +115,68 @@ def smoke_test(cls: type, data: WorkerData, seed: int) -> None:
             raise CandidateError("smoke", f"forward/backward at batch {b} raised:\n" + _format_exc(exc)) from None
 
 
-def measure(model: torch.nn.Module, data: WorkerData) -> tuple[int, int]:
-    """Parameters and forward FLOPs per sample (traced on one real sample)."""
+def trace_and_claim(model: torch.nn.Module, data: WorkerData, sock: socket.socket) -> None:
+    """Trace the eval-mode forward, then send this process's claim (params, FLOPs per sample on
+    the traced batch: only for the cheap budget check before training) and the graph with its
+    tensor constants, for the trusted replay."""
+    val = data.eval_inputs["val"]
+    batch = min(graph.TRACE_BATCH, next(iter(val.values())).shape[0])
+    try:
+        with torch.random.fork_rng():  # tracing runs the forward once; training must not notice
+            traced = graph.trace(model, _select(val, slice(0, batch)))
+    except graph.GraphError as exc:
+        raise CandidateError("trace", str(exc)) from None
     params = sum(_NUMEL(p) for p in _MODULE_PARAMETERS(model))
-    _MODULE_TRAIN(model, False)
-    counter = _FLOP_COUNTER(display=False)
-    with torch.no_grad(), counter:
-        model(**_select(data.train_inputs, slice(0, 1)))
-    return int(params), int(counter.get_total_flops())
+    wire.send(sock, {"type": "smoke_ok", "params": int(params), "flops": int(traced.flops)})
+    wire.send(sock, {"type": "graph", "batch": traced.batch}, np.frombuffer(traced.graph, dtype=np.uint8))
+    weights.send_tensors(sock, traced.constants, graph.CONSTANTS_EPOCH)
 
 
 def warm_up() -> None:
-    """Run trusted code through every lazy import a candidate would trigger (FlopCounterMode's
-    first use alone costs ~3 s, the first trace ~2 s), so forked children start warm."""
+    """Run trusted code through every lazy import a candidate would trigger (the FLOP formulas'
+    first use alone costs ~3 s), so forked children start warm."""
     layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.GELU())
     x = torch.randn(2, 3, 8)
-    with FlopCounterMode(display=False):
-        layer(model(x)).sum().backward()
+    layer(model(x)).sum().backward()
     torch.optim.AdamW(model.parameters()).step()
     both = torch.nn.Sequential(model, layer)
     traced = graph.trace(both, {"input": x})
     program = graph.decode(traced.graph)
     graph.replay(program, graph.model_state(both), traced.constants, {"input": x}, 2, lambda inp, i: {"input": inp["input"][i]})
+    _warm_zoo()
+
+
+def _warm_zoo() -> None:
+    """Each zoo member once (forward, backward, trace) on tiny inputs: the first call of an operator
+    in a process is slow, and candidates are built from the same operators. Forked children inherit
+    the warm state (the smoke run and trace of a GMU child: 50 -> 30 ms). The random state is left as it was."""
+    from autofusion.zoo import ZOO_NAMES, zoo_source
+
+    with torch.random.fork_rng():
+        shapes = {"vector": (6,), "tokens": (4, 5)}
+        x = {"vector": torch.randn(3, 6), "tokens": torch.randn(3, 4, 5), "tokens_mask": torch.tensor([[True] * 4, [True, False, False, False], [True] * 2 + [False] * 2])}
+        for name in ZOO_NAMES:
+            model = load_candidate(zoo_source(name))(shapes, 3)
+            F.cross_entropy(model(**x), torch.zeros(3, dtype=torch.long)).backward()
+            graph.trace(model, x)
+
+
+def prefault(data: WorkerData) -> None:
+    """Trusted code for a spare child waiting for its job (see `sandbox/zygote.py`): a little of
+    everything a job does (forward, backward, an optimizer step, a trace and its replay) and a read
+    of the memory-mapped train features, so that the copy-on-write and first-touch page faults a
+    job would take happen before it starts. The random state is left as it was."""
+    for tensor in (*data.train_inputs.values(), data.train_labels):
+        tensor.sum()
+    with torch.random.fork_rng():
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        x = torch.randn(4, 8)
+        F.cross_entropy(model(x), torch.zeros(4, dtype=torch.long)).backward()
+        torch.optim.AdamW(model.parameters()).step()
+        traced = graph.trace(model, {"input": x})
+        graph.replay(graph.decode(traced.graph), graph.model_state(model), traced.constants, {"input": x}, 4,
+                     lambda inp, i: {"input": inp["input"][i]})
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -175,9 +213,7 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     np.random.seed(settings.seed % 2**32)
     torch.manual_seed(settings.seed)
     model = cls(dict(data.input_shapes), data.num_classes)
-    params, flops = measure(model, data)
-    wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
-    send_graph(sock, model, data)
+    trace_and_claim(model, data, sock)
     reply = wire.recv(sock)
     if reply.type != "go":
         return
@@ -186,8 +222,10 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     steps_per_epoch = math.ceil(len(subset) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_epochs * steps_per_epoch, settings.schedule))
+    scheduler = None  # a constant rate without warm-up needs none (its step costs ~0.1 ms per batch)
+    if settings.schedule != "constant" or settings.warmup_epochs:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: _lr_factor(s, total_steps, settings.warmup_epochs * steps_per_epoch, settings.schedule))
     shuffle = torch.Generator().manual_seed(settings.seed)
     for epoch in range(settings.epochs):
         started = time.perf_counter()
@@ -200,19 +238,6 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
         weights.send_tensors(sock, graph.model_state(model), epoch)  # what the parent replays
         if export_weights:
             weights.send_state_dict(sock, model, epoch)
-
-
-def send_graph(sock: socket.socket, model: torch.nn.Module, data: WorkerData) -> None:
-    """The eval-mode forward as an ATen graph plus its tensor constants, for the trusted replay."""
-    val = data.eval_inputs["val"]
-    batch = min(graph.TRACE_BATCH, next(iter(val.values())).shape[0])
-    try:
-        with torch.random.fork_rng():  # tracing runs the forward once; training must not notice
-            traced = graph.trace(model, _select(val, slice(0, batch)))
-    except graph.GraphError as exc:
-        raise CandidateError("trace", str(exc)) from None
-    wire.send(sock, {"type": "graph", "batch": traced.batch}, np.frombuffer(traced.graph, dtype=np.uint8))
-    weights.send_tensors(sock, traced.constants, graph.CONSTANTS_EPOCH)
 
 
 def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, deadline: float) -> None:
@@ -256,15 +281,17 @@ def _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, e
         lmask = None if data.train_label_mask is None else data.train_label_mask[idx]
         logits = model(**_select(data.train_inputs, idx))
         loss = F.cross_entropy(_masked(logits.float(), lmask), labels)
-        if not torch.isfinite(loss):
-            raise CandidateError("train", f"training loss became {loss.item()} at epoch {epoch}")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise CandidateError("train", f"training loss became {value} at epoch {epoch}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
-        scheduler.step()
-        loss_sum += float(loss.detach()) * len(idx)
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += value * len(idx)
         seen += len(idx)
     return loss_sum, seen
 
@@ -278,11 +305,7 @@ def run_job(code: str, data: WorkerData, settings: TrainSettings, sock: socket.s
         smoke_test(cls, data, settings.seed)
         if smoke_only:
             torch.manual_seed(settings.seed)
-            model = cls(dict(data.input_shapes), data.num_classes)
-            params, flops = measure(model, data)
-            wire.send(sock, {"type": "smoke_ok", "params": params, "flops": flops})
-            stage = "trace"
-            send_graph(sock, model, data)  # so that code the replay could not check is caught now
+            trace_and_claim(cls(dict(data.input_shapes), data.num_classes), data, sock)  # untraceable code is caught now
             return
         stage = "train"
         train(cls, data, settings, sock)

@@ -3,10 +3,11 @@
 Each layer is applied in `isolate()` and reported by name, so the evaluator can say which
 protections are active on this host. What is here is the process-model boundary: own session and
 process group (so the parent can kill everything at once), death with the zygote, a fresh scratch
-directory as the working directory, stdin closed, no inherited descriptors, resource limits, and no
-network (a new network namespace; for a non-root user inside a new user namespace) where the kernel
-allows it. The environment was already scrubbed when the zygote was started. The kernel layers
-(private tmpfs scratch, Landlock, dropped uid, seccomp) are applied next, in `harden.py`.
+directory as the working directory, stdin closed, no inherited descriptors, and no network (a new
+network namespace; for a non-root user inside a new user namespace) where the kernel allows it. The
+environment was already scrubbed when the zygote was started. The kernel layers (private tmpfs
+scratch, Landlock, dropped uid, seccomp) are applied next, in `harden.py`; the resource limits last
+(`apply_limits`), once the job's settings are known, and always before its code arrives.
 """
 
 from __future__ import annotations
@@ -50,14 +51,24 @@ def _set_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def apply_limits(limits: Limits) -> list[str]:
+def vm_size_bytes() -> int:
+    """What the process maps now (read from /proc, so before Landlock hides it)."""
+    return _vm_size_bytes()
+
+
+def apply_limits(limits: Limits, mapped_bytes: int | None = None) -> list[str]:
     # Address space: what the process already maps (torch, the shared features) plus the allowance.
-    _set_limit(resource.RLIMIT_AS, _vm_size_bytes() + limits.max_memory_mb * 1024 * 1024)
+    mapped = _vm_size_bytes() if mapped_bytes is None else mapped_bytes
+    _set_limit(resource.RLIMIT_AS, mapped + limits.max_memory_mb * 1024 * 1024)
     _set_limit(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
     _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)
     _set_limit(resource.RLIMIT_FSIZE, limits.max_file_mb * 1024 * 1024)
     _set_limit(resource.RLIMIT_CORE, 0)
     return ["rlimit-memory", "rlimit-cpu", "rlimit-files", "rlimit-filesize", "no-core-dumps"]
+
+
+def die_with_parent() -> bool:
+    return _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 
 def unshare_network() -> bool:
@@ -89,12 +100,13 @@ def redirect_stdio(scratch: str) -> None:
     os.close(out)
 
 
-def isolate(scratch: str, keep_fds: set[int], limits: Limits, require_network_isolation: bool) -> list[str]:
-    """Apply every available layer; return the names of the active ones."""
+def isolate(scratch: str, keep_fds: set[int], require_network_isolation: bool) -> list[str]:
+    """Apply every available layer but the resource limits (`apply_limits`, once the job's
+    settings are known); return the names of the active ones."""
     active: list[str] = []
     os.setsid()  # own session and process group: the parent kills the whole group on timeout
     active.append("own-process-group")
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+    if die_with_parent():
         active.append("dies-with-parent")
     close_other_fds(keep_fds)
     active.append("no-inherited-fds")
@@ -105,5 +117,4 @@ def isolate(scratch: str, keep_fds: set[int], limits: Limits, require_network_is
         active.append("no-network")
     elif require_network_isolation:
         raise OSError("cannot create a network namespace for the candidate")
-    active += apply_limits(limits)
     return active

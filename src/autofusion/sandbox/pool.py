@@ -95,6 +95,7 @@ class Sandbox:
         self._exits: dict[str, int] = {}
         self._ids = itertools.count()
         self._closed = False
+        self.spare_pid: int | None = None
         self._start()
 
     def _start(self) -> None:
@@ -102,7 +103,8 @@ class Sandbox:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = parent
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autofusion.sandbox.zygote", "--task", self.task_dir, "--control-fd", str(child.fileno())],
+            [sys.executable, "-m", "autofusion.sandbox.zygote", "--task", self.task_dir, "--control-fd", str(child.fileno()),
+             "--layers", json.dumps({"hardening": self.hardening, "require_network_isolation": self.require_network_isolation})],
             env=scrubbed_env(self._home), pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self._home)
         child.close()
@@ -133,6 +135,10 @@ class Sandbox:
                 msg = json.loads(raw)
                 if msg.get("type") == "started":
                     self._started[str(msg["job"])] = int(msg["pid"])
+                    if self.spare_pid == int(msg["pid"]):
+                        self.spare_pid = None  # it has a job now; the zygote reports the next spare
+                elif msg.get("type") == "spare":
+                    self.spare_pid = int(msg["pid"])  # forked ahead of the next job; no job yet
                 elif msg.get("type") == "exit":
                     self._exits[str(msg["job"])] = int(msg["code"])
                 self._cond.notify_all()
