@@ -162,13 +162,12 @@ def _warm_zoo() -> None:
             graph.trace(model, x)
 
 
-def prefault(data: WorkerData) -> None:
+def prefault() -> None:
     """Trusted code for a spare child waiting for its job (see `sandbox/zygote.py`): a little of
-    everything a job does (forward, backward, an optimizer step, a trace and its replay) and a read
-    of the memory-mapped train features, so that the copy-on-write and first-touch page faults a
-    job would take happen before it starts. The random state is left as it was."""
-    for tensor in (*data.train_inputs.values(), data.train_labels):
-        tensor.sum()
+    everything a job does (forward, backward, an optimizer step, a trace and its replay), so that
+    the copy-on-write page faults a job would take happen before it starts. The memory-mapped train
+    features are not read here: a replay never touches them, and on a large task that read would
+    cost more than it saves. The random state is left as it was."""
     with torch.random.fork_rng():
         model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
         x = torch.randn(4, 8)

@@ -104,7 +104,7 @@ def _spare(sock: socket.socket, scratch: str, data: WorkerData, options: dict[st
     try:
         isolation.die_with_parent()
         isolation.close_other_fds({sock.fileno()})  # not the zygote's control socket: its EOF tells the parent the zygote died
-        prefault(data)  # trusted code, before the layers (it reads nothing new)
+        prefault()  # trusted code, before the layers (it reads nothing new)
         mapped = isolation.vm_size_bytes()
         active = _isolate(scratch, {sock.fileno()}, options)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
