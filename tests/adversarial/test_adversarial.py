@@ -99,10 +99,11 @@ def _render(path: Path, world: dict) -> str:
             .replace("47474", str(world["listener"].port)))
 
 
-def _leftovers(zygote_pid: int, spare: int | None) -> list[int]:
-    """Every live descendant of the zygote but its spare child (forked ahead of the next job).
-    Orphans re-parent to it (it is a child subreaper), so a daemon that double-forked and called
-    setsid is still found here."""
+def _leftovers(zygote_pid: int) -> list[int]:
+    """Every live descendant of the zygote that is or comes from a job: it has the job's address
+    space limit, which nothing unprivileged can lift (the zygote's spare child, waiting for the next
+    job, has none yet). Orphans re-parent to the zygote (it is a child subreaper), so a daemon that
+    double-forked and called setsid is still found here."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -114,12 +115,22 @@ def _leftovers(zygote_pid: int, spare: int | None) -> list[int]:
         fields = stat[stat.rfind(")") + 2:].split()
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid for pid in children.get(zygote_pid, []) if pid != spare]
+    found, todo = [], list(children.get(zygote_pid, []))
     while todo:
         pid = todo.pop()
-        found.append(pid)
+        if _has_job_limits(pid):
+            found.append(pid)
         todo += children.get(pid, [])
     return found
+
+
+def _has_job_limits(pid: int) -> bool:
+    try:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return False  # gone
+    line = next((l for l in limits.splitlines() if l.startswith("Max address space")), "")
+    return "unlimited" not in line
 
 
 def _assert_contained(world: dict, result, started: float) -> None:
@@ -136,9 +147,9 @@ def _assert_contained(world: dict, result, started: float) -> None:
     assert time.monotonic() - started < SETTINGS.timeout_s + 5, "the evaluation did not end within its timeout"
     zygote = world["sandbox"].proc.pid
     deadline = time.monotonic() + 3
-    while _leftovers(zygote, world["sandbox"].spare_pid) and time.monotonic() < deadline:
+    while _leftovers(zygote) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _leftovers(zygote, world["sandbox"].spare_pid), "a process outlived its job"
+    assert not _leftovers(zygote), "a process outlived its job"
     assert world["sandbox"].alive, "the zygote died"
     if result.status is Status.OK:
         assert result.val_accuracy <= CHANCE_BOUND and result.test_accuracy <= CHANCE_BOUND, (
