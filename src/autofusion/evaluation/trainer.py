@@ -137,14 +137,17 @@ def warm_up() -> None:
     first use alone costs ~3 s), so forked children start warm."""
     layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.GELU())
-    x = torch.randn(2, 3, 8)
-    layer(model(x)).sum().backward()
-    torch.optim.AdamW(model.parameters()).step()
-    both = torch.nn.Sequential(model, layer)
-    traced = graph.trace(both, {"input": x})
-    program = graph.decode(traced.graph)
-    graph.replay(program, graph.model_state(both), traced.constants, {"input": x}, 2, lambda inp, i: {"input": inp["input"][i]})
+    _exercise(torch.nn.Sequential(model, layer), torch.randn(2, 3, 8))
     _warm_zoo()
+
+
+def _exercise(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Forward, backward, an optimizer step, a trace and its replay: a little of everything a job does."""
+    model(x).sum().backward()
+    torch.optim.AdamW(model.parameters()).step()
+    traced = graph.trace(model, {"input": x})
+    graph.replay(graph.decode(traced.graph), graph.model_state(model), traced.constants, {"input": x}, x.shape[0],
+                 lambda inp, i: {"input": inp["input"][i]})
 
 
 def _warm_zoo() -> None:
@@ -163,19 +166,13 @@ def _warm_zoo() -> None:
 
 
 def prefault() -> None:
-    """Trusted code for a spare child waiting for its job (see `sandbox/zygote.py`): a little of
-    everything a job does (forward, backward, an optimizer step, a trace and its replay), so that
-    the copy-on-write page faults a job would take happen before it starts. The memory-mapped train
-    features are not read here: a replay never touches them, and on a large task that read would
-    cost more than it saves. The random state is left as it was."""
+    """Trusted code for a spare child waiting for its job (see `sandbox/zygote.py`): `_exercise` on a
+    tiny model, so that the copy-on-write page faults a job would take happen before it starts. The
+    memory-mapped train features are not read here: a replay never touches them, and on a large task
+    that read would cost more than it saves. The random state is left as it was."""
     with torch.random.fork_rng():
-        model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-        x = torch.randn(4, 8)
-        F.cross_entropy(model(x), torch.zeros(4, dtype=torch.long)).backward()
-        torch.optim.AdamW(model.parameters()).step()
-        traced = graph.trace(model, {"input": x})
-        graph.replay(graph.decode(traced.graph), graph.model_state(model), traced.constants, {"input": x}, 4,
-                     lambda inp, i: {"input": inp["input"][i]})
+        _exercise(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.ReLU(), torch.nn.Linear(8, 3)),
+                  torch.randn(4, 8))
 
 
 def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:

@@ -36,7 +36,8 @@ class Limits:
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _vm_size_bytes() -> int:
+def vm_size_bytes() -> int:
+    """What the process maps now (read from /proc, so before Landlock hides it)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmSize:"):
@@ -51,14 +52,9 @@ def _set_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def vm_size_bytes() -> int:
-    """What the process maps now (read from /proc, so before Landlock hides it)."""
-    return _vm_size_bytes()
-
-
 def apply_limits(limits: Limits, mapped_bytes: int | None = None) -> list[str]:
     # Address space: what the process already maps (torch, the shared features) plus the allowance.
-    mapped = _vm_size_bytes() if mapped_bytes is None else mapped_bytes
+    mapped = vm_size_bytes() if mapped_bytes is None else mapped_bytes
     _set_limit(resource.RLIMIT_AS, mapped + limits.max_memory_mb * 1024 * 1024)
     _set_limit(resource.RLIMIT_CPU, max(1, limits.cpu_seconds))
     _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)

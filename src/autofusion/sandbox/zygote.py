@@ -153,23 +153,10 @@ class Zygote:
 
     def _start(self, job: dict[str, Any], job_fd: int) -> None:
         """Hand the job to the spare child, or fork a child for it if there is none."""
-        pid = None
-        same_layers = all(job.get(k) == v for k, v in self.options.items())
-        if self.spare is not None and same_layers:
-            spare_pid, sock, scratch = self.spare
-            self.spare = None
-            try:
-                socket.send_fds(sock, [json.dumps(job).encode()], [job_fd])
-                sock.settimeout(SPARE_ACK_S)  # it may still be warming up or isolating itself
-                if sock.recv(1) == b"1":
-                    pid = spare_pid
-            except OSError:
-                pass
-            if pid is None:  # the spare died or hangs: fork for this job instead
-                self._kill(spare_pid)
-                shutil.rmtree(scratch, ignore_errors=True)
-            sock.close()
-        if pid is None:
+        taken = self._hand_to_spare(job, job_fd) if self.spare is not None and self._same_layers(job) else None
+        if taken is not None:
+            pid, scratch = taken
+        else:
             scratch = tempfile.mkdtemp(prefix="autofusion-job-")
             pid = os.fork()
             if pid == 0:
@@ -177,6 +164,40 @@ class Zygote:
         os.close(job_fd)
         self.children[pid] = (str(job["job"]), scratch)
         _send_ctrl(self.ctrl, {"type": "started", "job": job["job"], "pid": pid})
+
+    def _same_layers(self, job: dict[str, Any]) -> bool:
+        return all(job.get(k) == v for k, v in self.options.items())
+
+    def _hand_to_spare(self, job: dict[str, Any], job_fd: int) -> tuple[int, str] | None:
+        """(pid, scratch dir) of the spare that took the job; None if it died or hangs (it is dropped)."""
+        assert self.spare is not None
+        pid, sock, scratch = self.spare
+        try:
+            socket.send_fds(sock, [json.dumps(job).encode()], [job_fd])
+            sock.settimeout(SPARE_ACK_S)  # it may still be warming up or isolating itself
+            taken = sock.recv(1) == b"1"
+        except OSError:
+            taken = False
+        if not taken:
+            self._drop_spare(alive=True)
+            return None
+        self.spare = None
+        sock.close()
+        return pid, scratch
+
+    def _drop_spare(self, alive: bool) -> None:
+        """Forget the spare child: kill and reap it unless it is already reaped, remove its scratch dir."""
+        assert self.spare is not None
+        pid, sock, scratch = self.spare
+        self.spare = None
+        sock.close()
+        if alive:
+            self._kill(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        shutil.rmtree(scratch, ignore_errors=True)
 
     def _fork_spare(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -197,7 +218,7 @@ class Zygote:
             pass
 
     def _reap(self) -> None:
-        while self.children:
+        while self.children or self.spare is not None:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -205,10 +226,7 @@ class Zygote:
             if pid == 0:
                 return
             if self.spare is not None and pid == self.spare[0]:  # died before it had a job
-                _, sock, scratch = self.spare
-                self.spare = None
-                sock.close()
-                shutil.rmtree(scratch, ignore_errors=True)
+                self._drop_spare(alive=False)
                 continue
             self._cleanup(pid)
             job, _ = self.children.pop(pid, ("?", ""))
@@ -229,12 +247,7 @@ class Zygote:
 
     def _kill_all(self) -> None:
         if self.spare is not None:
-            pid, sock, scratch = self.spare
-            self.spare = None
-            sock.close()
-            self._kill(pid)
-            os.waitpid(pid, 0)
-            shutil.rmtree(scratch, ignore_errors=True)
+            self._drop_spare(alive=True)
         for pid in list(self.children):
             try:
                 os.killpg(pid, signal.SIGKILL)
