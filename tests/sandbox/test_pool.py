@@ -11,6 +11,7 @@ from pathlib import Path
 from autofusion.evaluation.protocol import TrainSettings
 from autofusion.sandbox.harden import REQUIRED, Hardening
 from autofusion.sandbox.pool import JobChannel, Sandbox
+from helpers import CONCAT
 
 SETTINGS = TrainSettings(epochs=1, timeout_s=20)
 
@@ -82,3 +83,34 @@ def test_closing_a_sandbox_removes_its_home_and_its_spare(tiny_task: Path) -> No
     assert not os.path.exists(home)  # torch writes caches there; hundreds piled up in /tmp before
     assert not _alive(spare)
     box.close()  # idempotent
+
+
+def _settled_minflt(pid: int, timeout_s: float = 20) -> int:
+    """Page faults a waiting spare has taken, once it has stopped taking more."""
+    def minflt() -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    deadline, last = time.monotonic() + timeout_s, -1
+    while time.monotonic() < deadline:
+        now = minflt()
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.3)
+    raise AssertionError(f"spare {pid} kept faulting for {timeout_s} s")
+
+
+def test_spares_skip_the_prefault_when_the_evaluations_keep_every_core_busy(tiny_task: Path, shared_sandbox: Sandbox) -> None:
+    from autofusion.evaluation.executors import LocalExecutor, available_cores
+
+    warm = _settled_minflt(_spare(shared_sandbox))
+    executor = LocalExecutor.start(tiny_task, workers=available_cores())
+    try:
+        box = executor.supervisor.current_sandbox()
+        assert box is not None and not box.prefault_spares
+        assert b"--no-prefault" in Path(f"/proc/{box.proc.pid}/cmdline").read_bytes().split(b"\0")
+        cold = _settled_minflt(_spare(box))
+        assert cold < warm / 2, (cold, warm)  # the prefault's copy-on-write faults were not taken
+        assert executor.run(CONCAT, SETTINGS).ok
+    finally:
+        executor.shutdown()

@@ -167,7 +167,7 @@ class LocalExecutor:
         box = evaluator.sandbox
         self.supervisor = WorkerSupervisor(
             lambda: Sandbox(box.task_dir, hardening=box.hardening, require_network_isolation=box.require_network_isolation,
-                            allow_weak=box.allow_weak),
+                            allow_weak=box.allow_weak, prefault_spares=getattr(box, "prefault_spares", True)),
             evaluator.task, evaluator.budgets, evaluator.static_policy, recycle_after_jobs, first=box,
             own_first=bool(getattr(evaluator, "_owns_sandbox", True)))
         self.n_retries = 0
@@ -178,7 +178,8 @@ class LocalExecutor:
     def start(cls, task_dir: str | Path, workers: int = 1, budgets: Budgets = Budgets(), static_policy: bool = True,
               allow_weak: bool = False, recycle_after_jobs: int = RECYCLE_AFTER_JOBS) -> "LocalExecutor":
         """Load the task's labels (they stay in this process), start the first zygote."""
-        evaluator = ProxyEvaluator(task_dir, sandbox=Sandbox(task_dir, allow_weak=allow_weak), budgets=budgets,
+        sandbox = Sandbox(task_dir, allow_weak=allow_weak, prefault_spares=workers < available_cores())
+        evaluator = ProxyEvaluator(task_dir, sandbox=sandbox, budgets=budgets,
                                    static_policy=static_policy, owns_sandbox=True)  # the executor closes it
         return cls(evaluator, workers=workers, recycle_after_jobs=recycle_after_jobs)
 

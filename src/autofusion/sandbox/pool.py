@@ -81,14 +81,17 @@ class Sandbox:
     """A zygote for one task; thread-safe: several jobs may run at once."""
 
     def __init__(self, task_dir: str | Path, hardening: Hardening | dict[str, Any] | None = None,
-                 require_network_isolation: bool = False, allow_weak: bool = False) -> None:
+                 require_network_isolation: bool = False, allow_weak: bool = False, prefault_spares: bool = True) -> None:
         """`hardening` defaults to every kernel layer on; `allow_weak` lets candidates run on a
-        host that lacks some required protection (see `harden.check_required`)."""
+        host that lacks some required protection (see `harden.check_required`); `prefault_spares`:
+        the zygote's spare children take their page faults ahead of their job (off when the
+        evaluations already keep every core busy: see `sandbox/zygote.py`)."""
         self.task_dir = str(Path(task_dir).resolve())
         layers = hardening if isinstance(hardening, Hardening) else Hardening.from_dict(hardening)
         self.hardening = layers.to_dict()
         self.require_network_isolation = require_network_isolation
         self.allow_weak = allow_weak
+        self.prefault_spares = prefault_spares
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._started: dict[str, int] = {}
@@ -104,7 +107,8 @@ class Sandbox:
         self._ctrl = parent
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autofusion.sandbox.zygote", "--task", self.task_dir, "--control-fd", str(child.fileno()),
-             "--layers", json.dumps({"hardening": self.hardening, "require_network_isolation": self.require_network_isolation})],
+             "--layers", json.dumps({"hardening": self.hardening, "require_network_isolation": self.require_network_isolation}),
+             *([] if self.prefault_spares else ["--no-prefault"])],
             env=scrubbed_env(self._home), pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self._home)
         child.close()

@@ -9,14 +9,15 @@ reused. When a child exits, the zygote kills whatever is left in its process gro
 scratch directory and reports the exit status to the parent.
 
 A job does not wait for a fork: the zygote keeps one *spare* child, forked ahead of time. It runs a
-little trusted code (`trainer.prefault`) to take its copy-on-write page faults early, applies every
+little trusted code (`trainer.prefault`) to take its copy-on-write page faults early (not when the
+sandbox says every core is busy: then it only adds CPU time, ~15 ms per child), applies every
 layer a fresh child would (the zygote was started with the sandbox's layers, `--layers`), and
 blocks until the zygote hands it a job: then it applies the job's resource limits and runs it; no
 candidate code has run in it before. The zygote forks the next spare right after handing one out,
 while the job runs; a job whose layers differ, or that finds no live spare, gets a child forked for
 it as before. This takes ~0.04 s off every candidate and every replay (`benchmarks/overhead.py`).
 
-Usage (internal): python -m autofusion.sandbox.zygote --task DIR --control-fd N [--layers JSON]
+Usage (internal): python -m autofusion.sandbox.zygote --task DIR --control-fd N [--layers JSON] [--no-prefault]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 
 from autofusion.evaluation.protocol import TrainSettings
 from autofusion.evaluation.trainer import WorkerData, prefault, replay_job, run_job, warm_up
-from autofusion.sandbox import harden, isolation, wire
+from autofusion.sandbox import harden, hugepages, isolation, wire
 from autofusion.tasks.format import load_inputs, read_spec
 
 CODE_WAIT_S = 30.0
@@ -97,14 +98,15 @@ def _child(job_fd: int, scratch: str, job: dict[str, Any], data: WorkerData, act
         os._exit(code)
 
 
-def _spare(sock: socket.socket, scratch: str, data: WorkerData, options: dict[str, Any]) -> None:
-    """Runs in a spare child; never returns. Warm up and isolate (every layer but the job's resource
-    limits), wait for a job, then become its child."""
+def _spare(sock: socket.socket, scratch: str, data: WorkerData, options: dict[str, Any], warm: bool) -> None:
+    """Runs in a spare child; never returns. Warm up (if `warm`) and isolate (every layer but the
+    job's resource limits), wait for a job, then become its child."""
     code = 0
     try:
         isolation.die_with_parent()
         isolation.close_other_fds({sock.fileno()})  # not the zygote's control socket: its EOF tells the parent the zygote died
-        prefault()  # trusted code, before the layers (it reads nothing new)
+        if warm:
+            prefault()  # trusted code, before the layers (it reads nothing new)
         mapped = isolation.vm_size_bytes()
         active = _isolate(scratch, {sock.fileno()}, options)
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
@@ -120,20 +122,24 @@ def _spare(sock: socket.socket, scratch: str, data: WorkerData, options: dict[st
 
 
 class Zygote:
-    def __init__(self, ctrl: socket.socket, data: WorkerData, options: dict[str, Any]) -> None:
+    def __init__(self, ctrl: socket.socket, data: WorkerData, options: dict[str, Any], prefault: bool = True) -> None:
         self.ctrl = ctrl
         self.data = data
         self.options = options  # {"hardening": ..., "require_network_isolation": ...}: how spares isolate
+        self.prefault = prefault  # spares take their page faults early: worth it only with a core to spare
         self.children: dict[int, tuple[str, str]] = {}  # pid -> (job id, scratch dir)
         self.spare: tuple[int, socket.socket, str] | None = None  # (pid, its socket, its scratch dir)
+        self.collapser = hugepages.Collapser()  # cheaper forks, done while nothing waits
 
     def serve(self) -> None:
         _send_ctrl(self.ctrl, {"type": "ready", "pid": os.getpid()})
         self._fork_spare()
         try:
             while True:
-                ready, _, _ = select.select([self.ctrl], [], [], 0.05)
-                if ready:  # a waiting job goes before reaping (the last job's children exit as the next one comes)
+                ready, _, _ = select.select([self.ctrl], [], [], 0.0 if self.collapser.due() else 0.05)
+                if not ready:
+                    self.collapser.step()
+                else:  # a waiting job goes before reaping (the last job's children exit as the next one comes)
                     try:
                         msg, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 1)
                     except OSError:  # connection reset: the parent died
@@ -205,7 +211,7 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _spare(theirs, scratch, self.data, self.options)
+            _spare(theirs, scratch, self.data, self.options, self.prefault)
         theirs.close()
         self.spare = (pid, ours, scratch)
         _send_ctrl(self.ctrl, {"type": "spare", "pid": pid})
@@ -266,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", required=True)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--layers", default="{}", help="JSON: hardening and require_network_isolation, as in a job")
+    parser.add_argument("--no-prefault", action="store_true", help="spares skip `trainer.prefault` (every core is busy)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # no OpenMP pool before fork: children build their own
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -279,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     harden.prepare_zygote(args.task)
     layers = json.loads(args.layers)
     Zygote(ctrl, data, {"hardening": layers.get("hardening", {}),
-                        "require_network_isolation": bool(layers.get("require_network_isolation", False))}).serve()
+                        "require_network_isolation": bool(layers.get("require_network_isolation", False))},
+           prefault=not args.no_prefault).serve()
     return 0
 
 
