@@ -280,3 +280,24 @@ def test_tracing_switches_off_the_fused_transformer_fast_path() -> None:
                             lambda inp, i: {"x": inp["x"][i]})
     per_token_matmuls = 2 * (8 * 24 + 8 * 8 + 8 * 16 + 16 * 8)  # qkv, out-projection, feed-forward
     assert flops >= 5 * per_token_matmuls
+
+
+@pytest.mark.parametrize("name", ["gmu", "mult"])
+def test_the_replay_drops_each_value_after_its_last_reader(name: str) -> None:
+    model = load_candidate(zoo_source(name))(SHAPES, 3).eval()
+    program = graph.decode(graph.trace(model, _select(_inputs(8), slice(0, 8))).graph)
+    readers: dict[int, list[int]] = {}
+
+    def refs(value, at: int) -> None:
+        if isinstance(value, graph._Ref):
+            readers.setdefault(int(value), []).append(at)
+        elif isinstance(value, (list, dict)):
+            for v in (value.values() if isinstance(value, dict) else value):
+                refs(v, at)
+
+    for i, (_, _, args, kwargs) in enumerate(program.nodes):
+        refs(args, i)
+        refs(kwargs or {}, i)
+    dropped = {j: i for i, js in enumerate(program.frees) for j in js}
+    assert len(dropped) == sum(len(js) for js in program.frees)  # each value once
+    assert dropped == {j: max(at) for j, at in readers.items()}  # by its last reader, never before
