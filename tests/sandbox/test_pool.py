@@ -107,7 +107,7 @@ def test_spares_skip_the_prefault_when_the_evaluations_keep_every_core_busy(tiny
     executor = LocalExecutor.start(tiny_task, workers=available_cores())
     try:
         box = executor.supervisor.current_sandbox()
-        assert box is not None and not box.prefault_spares
+        assert box is not None and not box.spare_cores
         assert b"--no-prefault" in Path(f"/proc/{box.proc.pid}/cmdline").read_bytes().split(b"\0")
         cold = _settled_minflt(_spare(box))
         assert cold < warm / 2, (cold, warm)  # the prefault's copy-on-write faults were not taken

@@ -167,7 +167,7 @@ class LocalExecutor:
         box = evaluator.sandbox
         self.supervisor = WorkerSupervisor(
             lambda: Sandbox(box.task_dir, hardening=box.hardening, require_network_isolation=box.require_network_isolation,
-                            allow_weak=box.allow_weak, prefault_spares=getattr(box, "prefault_spares", True)),
+                            allow_weak=box.allow_weak, spare_cores=getattr(box, "spare_cores", True)),
             evaluator.task, evaluator.budgets, evaluator.static_policy, recycle_after_jobs, first=box,
             own_first=bool(getattr(evaluator, "_owns_sandbox", True)))
         self.n_retries = 0
@@ -176,9 +176,12 @@ class LocalExecutor:
 
     @classmethod
     def start(cls, task_dir: str | Path, workers: int = 1, budgets: Budgets = Budgets(), static_policy: bool = True,
-              allow_weak: bool = False, recycle_after_jobs: int = RECYCLE_AFTER_JOBS) -> "LocalExecutor":
-        """Load the task's labels (they stay in this process), start the first zygote."""
-        sandbox = Sandbox(task_dir, allow_weak=allow_weak, prefault_spares=workers < available_cores())
+              allow_weak: bool = False, recycle_after_jobs: int = RECYCLE_AFTER_JOBS,
+              spare_cores: bool | None = None) -> "LocalExecutor":
+        """Load the task's labels (they stay in this process), start the first zygote. `spare_cores`
+        (see `Sandbox`): by default, whether `workers` leaves a core of this machine idle."""
+        spare = workers < available_cores() if spare_cores is None else spare_cores
+        sandbox = Sandbox(task_dir, allow_weak=allow_weak, spare_cores=spare)
         evaluator = ProxyEvaluator(task_dir, sandbox=sandbox, budgets=budgets,
                                    static_policy=static_policy, owns_sandbox=True)  # the executor closes it
         return cls(evaluator, workers=workers, recycle_after_jobs=recycle_after_jobs)

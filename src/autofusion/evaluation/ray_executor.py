@@ -50,7 +50,8 @@ class EvaluationActor:
             raise ConfigError(f"task directory {task_dir} is not readable on Ray node {socket.gethostname()}; "
                               "put it on a file system every node shares, at the same path")
         self.executor = LocalExecutor.start(task_dir, workers=1, budgets=Budgets(**budgets), static_policy=static_policy,
-                                            allow_weak=allow_weak, recycle_after_jobs=recycle_after_jobs)
+                                            allow_weak=allow_weak, recycle_after_jobs=recycle_after_jobs,
+                                            spare_cores=False)  # Ray packs actors onto the node's CPUs
 
     def node(self) -> str:
         return socket.gethostname()

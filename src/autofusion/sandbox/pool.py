@@ -81,17 +81,18 @@ class Sandbox:
     """A zygote for one task; thread-safe: several jobs may run at once."""
 
     def __init__(self, task_dir: str | Path, hardening: Hardening | dict[str, Any] | None = None,
-                 require_network_isolation: bool = False, allow_weak: bool = False, prefault_spares: bool = True) -> None:
+                 require_network_isolation: bool = False, allow_weak: bool = False, spare_cores: bool = True) -> None:
         """`hardening` defaults to every kernel layer on; `allow_weak` lets candidates run on a
-        host that lacks some required protection (see `harden.check_required`); `prefault_spares`:
-        the zygote's spare children take their page faults ahead of their job (off when the
-        evaluations already keep every core busy: see `sandbox/zygote.py`)."""
+        host that lacks some required protection (see `harden.check_required`); `spare_cores`: the
+        evaluations running at once leave a core idle, so work that shortens each one is worth its
+        CPU time (the zygote's spares take their page faults ahead of their job, `sandbox/zygote.py`;
+        the evaluator replays epochs while the candidate trains, `ProxyEvaluator`)."""
         self.task_dir = str(Path(task_dir).resolve())
         layers = hardening if isinstance(hardening, Hardening) else Hardening.from_dict(hardening)
         self.hardening = layers.to_dict()
         self.require_network_isolation = require_network_isolation
         self.allow_weak = allow_weak
-        self.prefault_spares = prefault_spares
+        self.spare_cores = spare_cores
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._started: dict[str, int] = {}
@@ -108,7 +109,7 @@ class Sandbox:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "autofusion.sandbox.zygote", "--task", self.task_dir, "--control-fd", str(child.fileno()),
              "--layers", json.dumps({"hardening": self.hardening, "require_network_isolation": self.require_network_isolation}),
-             *([] if self.prefault_spares else ["--no-prefault"])],
+             *([] if self.spare_cores else ["--no-prefault"])],
             env=scrubbed_env(self._home), pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=self._home)
         child.close()
