@@ -120,10 +120,13 @@ STATEFUL = CONCAT.replace('''        parts = []''', '''        self.calls = geta
         parts = []''')
 
 
-@pytest.fixture(scope="module")
-def unguarded(tiny_task, shared_sandbox) -> ProxyEvaluator:
-    """The runtime alone: no static policy, so candidate code may patch whatever is in its process."""
-    return ProxyEvaluator(tiny_task, sandbox=shared_sandbox, static_policy=False)
+@pytest.fixture(scope="module", params=[True, False], ids=["replay-ahead", "replay-at-end"])
+def unguarded(tiny_task, shared_sandbox, request) -> ProxyEvaluator:
+    """The runtime alone: no static policy, so candidate code may patch whatever is in its process;
+    the replay process replays epochs while the candidate trains, or only the best one at the end."""
+    evaluator = ProxyEvaluator(tiny_task, sandbox=shared_sandbox, static_policy=False)
+    evaluator.replay_ahead = request.param
+    return evaluator
 
 
 def test_params_and_flops_come_from_the_replay_not_the_child(unguarded: ProxyEvaluator, evaluator: ProxyEvaluator) -> None:
@@ -301,3 +304,42 @@ def test_the_replay_drops_each_value_after_its_last_reader(name: str) -> None:
     dropped = {j: i for i, js in enumerate(program.frees) for j in js}
     assert len(dropped) == sum(len(js) for js in program.frees)  # each value once
     assert dropped == {j: max(at) for j, at in readers.items()}  # by its last reader, never before
+
+
+def _recording(evaluator: ProxyEvaluator, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """(epoch, epochs judged so far) of every replay request, and the epoch each verification used."""
+    requested: list[tuple[int, int]] = []
+    verified: list[int] = []
+    real_request, real_verify = evaluator._request, evaluator._verify
+
+    def request(ch, deadline, epoch, tensors, state):
+        requested.append((epoch, state.epochs_run))
+        real_request(ch, deadline, epoch, tensors, state)
+
+    def verify(ch, deadline, state):
+        real_verify(ch, deadline, state)
+        verified.append(state.replayed[0])
+
+    monkeypatch.setattr(evaluator, "_request", request)
+    monkeypatch.setattr(evaluator, "_verify", verify)
+    return requested, verified
+
+
+def test_with_a_core_to_spare_epochs_are_replayed_while_training_and_the_best_is_verified(
+        tiny_task, shared_sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = SETTINGS.with_(epochs=5)
+    ahead = ProxyEvaluator(tiny_task, sandbox=shared_sandbox)
+    assert ahead.replay_ahead  # the sandbox has spare cores by default
+    requested, verified = _recording(ahead, monkeypatch)
+    result = ahead.evaluate(CONCAT, settings)
+    assert result.ok, result.error
+    assert requested[0] == (0, 0)  # epoch 0 went to the replay process before its val logits were read
+    assert [e for e, _ in requested] == sorted({e for e, _ in requested})  # each epoch at most once, in order
+    assert verified == [result.best_epoch]
+    at_end = ProxyEvaluator(tiny_task, sandbox=shared_sandbox)
+    at_end.replay_ahead = False
+    requested, verified = _recording(at_end, monkeypatch)
+    same = at_end.evaluate(CONCAT, settings)
+    assert requested == [(same.best_epoch, same.epochs_run)] and verified == [same.best_epoch]
+    assert (same.val_accuracy, same.test_accuracy, same.params, same.flops, same.best_epoch) == (
+        result.val_accuracy, result.test_accuracy, result.params, result.flops, result.best_epoch)

@@ -5,8 +5,9 @@ run, traced eval-mode graph with the child's claimed params and FLOPs -> budget 
 one val- and one test-logits frame and the parameters per epoch, judged here; the child is told
 nothing after "go" and is killed when the parent stops it -> replay of the best epoch in a second
 fresh sandboxed process that runs no candidate code (started as training starts, so its start-up
-costs no wall time): its logits must match the reported ones, and the metrics, params and FLOPs
-come from it (`graph.py`). This process holds the val and test labels and computes every metric;
+costs no wall time; with a core to spare it replays epochs as their parameters arrive, so the best
+one is often done when training ends): its logits must match the reported ones, and the metrics,
+params and FLOPs come from it (`graph.py`). This process holds the val and test labels and computes every metric;
 the children only ever receive inputs. Every frame is checked for its type and shape. Faults of the
 candidate come back as an `EvalResult` with a status, never as an exception; a sandbox lacking
 required protections raises SandboxError.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,8 @@ class ProxyEvaluator:
                  static_policy: bool = True, task: Task | None = None, owns_sandbox: bool | None = None) -> None:
         self.task = task or load_task(task_dir, features=False)  # labels only: the parent never needs features
         self.sandbox = sandbox or Sandbox(task_dir)
+        # With a core to spare, the replay process replays epochs while the candidate trains (`_replay_ahead`).
+        self.replay_ahead = bool(getattr(self.sandbox, "spare_cores", False))
         self._owns_sandbox = sandbox is None if owns_sandbox is None else owns_sandbox  # close() stops it
         self.budgets = budgets
         self.static_policy = static_policy
@@ -152,7 +156,7 @@ class ProxyEvaluator:
         train_started = time.monotonic()
         replay = self._open_replay(settings, deadline, state)  # starts while the candidate trains
         try:
-            self._train(ch, settings, deadline, state)
+            self._train(ch, settings, deadline, state, replay if self.replay_ahead else None)
             state.train_seconds = time.monotonic() - train_started
             ch.close()
             if state.best_epoch is not None:
@@ -192,19 +196,23 @@ class ProxyEvaluator:
             ch.kill()
             raise _Outcome(Status.FAILED, "trace", "the constants sent are not the traced graph's constants")
 
-    def _train(self, ch: JobChannel, settings: TrainSettings, deadline: float, state: "_Progress") -> None:
-        """Read val and test logits per epoch; keep the test logits of the best val epoch. The child
-        hears nothing back, so it cannot adapt to how its val predictions scored."""
+    def _train(self, ch: JobChannel, settings: TrainSettings, deadline: float, state: "_Progress",
+               ahead: JobChannel | None = None) -> None:
+        """Read each epoch's parameters, val and test logits; keep the test logits of the best val
+        epoch. The child hears nothing back, so it cannot adapt to how its val predictions scored.
+        With `ahead` (the replay process), epochs are replayed meanwhile (`_replay_ahead`)."""
         val = self.task.splits["val"]
         assert val.labels is not None
         for epoch in range(settings.epochs):
+            tensors = self._tensors(ch, deadline, epoch, settings, "train")
+            if ahead is not None:
+                self._replay_ahead(ahead, deadline, epoch, tensors, state)
             frame = self._expect(ch, deadline, "train", "epoch", epoch, self.shapes["val"])
             test = self._expect(ch, deadline, "predict", "epoch_test", epoch, self.shapes["test"])
-            acc = metrics.accuracy(_finite(frame, "val"), val.labels, val.label_mask)
+            acc = metrics.accuracy(_finite(frame.array, "val"), val.labels, val.label_mask)
             state.add_epoch(frame, acc)
-            tensors = self._tensors(ch, deadline, epoch, settings, "train")
             if state.best_epoch == state.epochs_run - 1:
-                state.val_logits, state.test_logits, state.best_state = frame.array, _finite(test, "test"), tensors
+                state.val_logits, state.test_logits, state.best_state = frame.array, _finite(test.array, "test"), tensors
             if state.export_weights:
                 exported = self._tensors(ch, deadline, epoch, settings, "export")
                 if state.best_epoch == state.epochs_run - 1:
@@ -244,30 +252,63 @@ class ProxyEvaluator:
             raise
         return ch
 
-    def _verify(self, ch: JobChannel, deadline: float, state: "_Progress") -> None:
-        """Replay the traced graph with the best epoch's tensors in the replay process. Its logits
-        must match what the candidate reported; the metrics, params and FLOPs are then taken from
-        the replay, so nothing outside the graph can have produced them. The replay is part of the
-        evaluation's wall-clock limit."""
-        assert state.best_state is not None and state.best_epoch is not None
-        ch.sock.settimeout(max(1.0, deadline - time.monotonic()))
+    def _replay_ahead(self, ch: JobChannel, deadline: float, epoch: int, tensors: dict[str, "torch.Tensor"],
+                      state: "_Progress") -> None:
+        """Send this epoch's tensors to the replay process unless it is still busy with an earlier
+        epoch's. Which epochs it replays depends on timing alone, so it learns nothing of the val
+        scores. When training ends, the best epoch's replay is often done already (or running while
+        the candidate predicts), and the process is warm for any other: `_verify` waits less."""
+        if state.replay_pending is not None:
+            if not select.select([ch.sock], [], [], 0)[0]:
+                return  # still replaying
+            self._collect(ch, deadline, state)
+        self._request(ch, deadline, epoch, tensors, state)
+
+    def _request(self, ch: JobChannel, deadline: float, epoch: int, tensors: dict[str, "torch.Tensor"],
+                 state: "_Progress") -> None:
+        ch.sock.settimeout(max(1.0, deadline - time.monotonic()))  # sends must not block forever
         try:
-            ch.send({"type": "replay", "epoch": state.best_epoch})
-            weights.send_tensors(ch.sock, state.best_state, state.best_epoch)
+            ch.send({"type": "replay", "epoch": epoch})
+            weights.send_tensors(ch.sock, tensors, epoch)
         except OSError:
             raise _died(ch, "verify") from None
-        replayed = {}
+        state.replay_pending = epoch
+
+    def _collect(self, ch: JobChannel, deadline: float, state: "_Progress") -> None:
+        """Read the replay of the pending epoch (val and test logits, then FLOPs per sample); keep it
+        if that epoch is the best so far."""
+        epoch = state.replay_pending
+        logits = {}
         for split in ("val", "test"):
             frame = self._recv(ch, deadline, "verify", self.shapes[split])
             self._raise_if_error(frame, ch)
-            if frame.type != "replayed" or frame.header.get("split") != split:
+            if frame.type != "replayed" or frame.header.get("split") != split or frame.header.get("epoch") != epoch:
                 raise _Outcome(Status.FAILED, "verify", f"unexpected message {frame.type!r} from the replay process")
-            replayed[split] = _finite(frame, split)
+            logits[split] = frame.array
         done = self._recv(ch, deadline, "verify")
         self._raise_if_error(done, ch)
-        flops = done.header.get("flops") if done.type == "replay_done" else None
+        flops = done.header.get("flops") if done.type == "replay_done" and done.header.get("epoch") == epoch else None
         if not isinstance(flops, int) or isinstance(flops, bool) or flops < 0:
             raise _Outcome(Status.FAILED, "verify", "the replay process did not report FLOPs")
+        state.replay_pending = None
+        if epoch == state.best_epoch:  # judged by now; an epoch that is not the best never becomes it
+            state.replayed = (epoch, logits["val"], logits["test"], flops)
+
+    def _verify(self, ch: JobChannel, deadline: float, state: "_Progress") -> None:
+        """The best epoch replayed from the traced graph with that epoch's tensors, in the replay
+        process (done already if `_replay_ahead` got to it). Its logits must match what the
+        candidate reported; the metrics, params and FLOPs are then taken from the replay, so
+        nothing outside the graph can have produced them. The replay is part of the evaluation's
+        wall-clock limit."""
+        assert state.best_state is not None and state.best_epoch is not None
+        if state.replay_pending is not None:
+            self._collect(ch, deadline, state)
+        if state.replayed is None or state.replayed[0] != state.best_epoch:
+            self._request(ch, deadline, state.best_epoch, state.best_state, state)
+            self._collect(ch, deadline, state)
+        assert state.replayed is not None
+        _, val_logits, test_logits, flops = state.replayed
+        replayed = {"val": _finite(val_logits, "val"), "test": _finite(test_logits, "test")}
         for split, reported in (("val", state.val_logits), ("test", state.test_logits)):
             assert reported is not None
             if not np.allclose(replayed[split], reported, rtol=REPLAY_RTOL, atol=REPLAY_ATOL):
@@ -360,13 +401,13 @@ def _as_count(value: object) -> int:
     return value
 
 
-def _finite(frame: wire.Frame, split: str) -> np.ndarray:
-    if frame.array is None:
+def _finite(array: np.ndarray | None, split: str) -> np.ndarray:
+    if array is None:
         raise _Outcome(Status.FAILED, "predict", f"no {split} logits in the candidate's reply")
     # Masked classes carry a large negative fill; only NaN and +/-inf are refused.
-    if not np.isfinite(frame.array).all():
+    if not np.isfinite(array).all():
         raise _Outcome(Status.FAILED, "predict", f"the {split} logits contain NaN or inf")
-    return frame.array
+    return array
 
 
 class _Progress:
@@ -389,6 +430,8 @@ class _Progress:
         self.graph_literals = 0  # numbers written into the graph as values (counted as params)
         self.constants: dict[str, torch.Tensor] = {}
         self.best_state: dict[str, torch.Tensor] | None = None  # parameters and buffers at the best epoch
+        self.replay_pending: int | None = None  # the epoch the replay process is replaying now
+        self.replayed: tuple[int, np.ndarray, np.ndarray, int] | None = None  # the best epoch's: epoch, val, test logits, FLOPs
         self.verified_val: float | None = None  # val accuracy of the trusted replay
 
     @property

@@ -226,19 +226,20 @@ def train(cls: type, data: WorkerData, settings: TrainSettings, sock: socket.soc
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         loss_sum, seen = _train_epoch(model, data, subset, settings, optimizer, scheduler, shuffle, epoch)
+        weights.send_tensors(sock, graph.model_state(model), epoch)  # what the parent replays, first: it may replay while we predict
         val_logits = predict(model, data.eval_inputs["val"], data.eval_label_masks["val"])
         seconds = time.perf_counter() - started
         wire.send(sock, {"type": "epoch", "epoch": epoch, "train_loss": loss_sum / seen, "seconds": seconds}, val_logits)
         test_logits = predict(model, data.eval_inputs["test"], data.eval_label_masks["test"])
         wire.send(sock, {"type": "epoch_test", "epoch": epoch}, test_logits)
-        weights.send_tensors(sock, graph.model_state(model), epoch)  # what the parent replays
         if export_weights:
             weights.send_state_dict(sock, model, epoch)
 
 
 def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, deadline: float) -> None:
     """Trusted code in a fresh sandboxed process (no candidate code runs here): replay a graph with
-    the tensors the parent sends and return val and test logits and FLOPs per sample."""
+    each set of tensors the parent sends (an epoch's parameters and buffers) and return val and test
+    logits and FLOPs per sample, until the parent closes the connection."""
     def next_frame(limit: int = settings.max_memory_mb << 20) -> wire.Frame:
         return wire.recv(sock, deadline=deadline, max_array_bytes=limit)
 
@@ -252,17 +253,22 @@ def replay_job(data: WorkerData, settings: TrainSettings, sock: socket.socket, d
         program = graph.decode(frame.array.tobytes())
         limit = settings.max_memory_mb << 20
         constants = weights.recv_state_dict(next_frame, graph.CONSTANTS_EPOCH, limit)
-        epoch = next_frame()
-        if epoch.type != "replay":
-            raise graph.GraphError(f"expected the replay request, got {epoch.type!r}")
-        state = weights.recv_state_dict(next_frame, epoch.header.get("epoch"), limit)
-        flops, rows = 0, 0
-        for split in ("val", "test"):
-            logits, counted = graph.replay(program, state, constants, data.eval_inputs[split], batch, _select)
-            flops, rows = flops + counted * logits.shape[0], rows + logits.shape[0]
-            mask = data.eval_label_masks[split]
-            wire.send(sock, {"type": "replayed", "split": split}, _masked(logits, mask).numpy().astype(np.float32))
-        wire.send(sock, {"type": "replay_done", "flops": flops // max(1, rows)})
+        while True:
+            try:
+                request = next_frame()
+            except wire.WireClosed:
+                return  # the parent has what it needs
+            if request.type != "replay":
+                raise graph.GraphError(f"expected a replay request, got {request.type!r}")
+            epoch = request.header.get("epoch")
+            state = weights.recv_state_dict(next_frame, epoch, limit)
+            flops, rows = 0, 0
+            for split in ("val", "test"):
+                logits, counted = graph.replay(program, state, constants, data.eval_inputs[split], batch, _select)
+                flops, rows = flops + counted * logits.shape[0], rows + logits.shape[0]
+                mask = data.eval_label_masks[split]
+                wire.send(sock, {"type": "replayed", "split": split, "epoch": epoch}, _masked(logits, mask).numpy().astype(np.float32))
+            wire.send(sock, {"type": "replay_done", "epoch": epoch, "flops": flops // max(1, rows)})
     except (graph.GraphError, wire.WireError) as exc:
         wire.send(sock, {"type": "error", "stage": "verify", "error": str(exc)[:4000]})
 
