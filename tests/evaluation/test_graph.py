@@ -16,7 +16,7 @@ from autofusion.zoo import ZOO_NAMES, zoo_source
 from helpers import CONCAT
 
 SHAPES = {"a": (6,), "b": (4, 5)}
-SETTINGS = TrainSettings(epochs=2, batch_size=32, timeout_s=60)
+SETTINGS = TrainSettings(epochs=2, batch_size=32, timeout_s=60, threads=1)  # 1 thread leaves a core for replaying ahead
 
 
 def _inputs(n: int) -> dict[str, torch.Tensor]:
@@ -126,6 +126,8 @@ def unguarded(tiny_task, shared_sandbox, request) -> ProxyEvaluator:
     the replay process replays epochs while the candidate trains, or only the best one at the end."""
     evaluator = ProxyEvaluator(tiny_task, sandbox=shared_sandbox, static_policy=False)
     evaluator.replay_ahead = request.param
+    if evaluator._core_to_spare(SETTINGS) != request.param:
+        pytest.skip("one core: an evaluation leaves none to spare")
     return evaluator
 
 
@@ -325,11 +327,28 @@ def _recording(evaluator: ProxyEvaluator, monkeypatch: pytest.MonkeyPatch) -> tu
     return requested, verified
 
 
+def test_replaying_ahead_needs_a_core_the_evaluations_threads_leave_idle(tiny_task, shared_sandbox, monkeypatch) -> None:
+    from autofusion.evaluation import evaluator as module
+
+    monkeypatch.setattr(module, "available_cores", lambda: 8)
+    one = ProxyEvaluator(tiny_task, sandbox=shared_sandbox)
+    four = ProxyEvaluator(tiny_task, sandbox=shared_sandbox, parallel=4)
+    assert one._core_to_spare(SETTINGS.with_(threads=1)) and one._core_to_spare(SETTINGS.with_(threads=7))
+    assert not one._core_to_spare(SETTINGS.with_(threads=8)) and not one._core_to_spare(SETTINGS.with_(threads=0))
+    assert four._core_to_spare(SETTINGS.with_(threads=1)) and not four._core_to_spare(SETTINGS.with_(threads=2))
+    one.replay_ahead = False  # e.g. a Ray actor: the node's cores are packed with actors
+    assert not one._core_to_spare(SETTINGS.with_(threads=1))
+
+
 def test_with_a_core_to_spare_epochs_are_replayed_while_training_and_the_best_is_verified(
         tiny_task, shared_sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = SETTINGS.with_(epochs=5)
+    from autofusion.evaluation.evaluator import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("one core: an evaluation leaves none to spare")
+    settings = SETTINGS.with_(epochs=5, threads=1)
     ahead = ProxyEvaluator(tiny_task, sandbox=shared_sandbox)
-    assert ahead.replay_ahead  # the sandbox has spare cores by default
+    assert ahead._core_to_spare(settings)  # the sandbox has spare cores by default
     requested, verified = _recording(ahead, monkeypatch)
     result = ahead.evaluate(CONCAT, settings)
     assert result.ok, result.error

@@ -16,6 +16,7 @@ required protections raises SandboxError.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import select
 import time
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autofusion import gate
-from autofusion.evaluation import graph, metrics, weights
 from autofusion.errors import SandboxError
+from autofusion.evaluation import graph, metrics, weights
 from autofusion.evaluation.protocol import Curves, EvalResult, Status, TrainSettings
 from autofusion.sandbox import harden, wire
 from autofusion.sandbox.pool import JobChannel, Sandbox
@@ -69,11 +70,15 @@ class ProxyEvaluator:
     """Scores candidate code on one task under one protocol."""
 
     def __init__(self, task_dir: str | Path, sandbox: Sandbox | None = None, budgets: Budgets = Budgets(),
-                 static_policy: bool = True, task: Task | None = None, owns_sandbox: bool | None = None) -> None:
+                 static_policy: bool = True, task: Task | None = None, owns_sandbox: bool | None = None,
+                 parallel: int = 1) -> None:
+        """`parallel`: how many evaluations run at once on this machine (an executor's workers)."""
         self.task = task or load_task(task_dir, features=False)  # labels only: the parent never needs features
         self.sandbox = sandbox or Sandbox(task_dir)
-        # With a core to spare, the replay process replays epochs while the candidate trains (`_replay_ahead`).
-        self.replay_ahead = bool(getattr(self.sandbox, "spare_cores", False))
+        # Where an evaluation's threads leave a core idle, the replay process replays epochs while
+        # the candidate trains (`_replay_ahead`); not where the sandbox says the cores are taken.
+        self.replay_ahead = bool(getattr(self.sandbox, "spare_cores", True))
+        self.parallel = parallel
         self._owns_sandbox = sandbox is None if owns_sandbox is None else owns_sandbox  # close() stops it
         self.budgets = budgets
         self.static_policy = static_policy
@@ -156,13 +161,18 @@ class ProxyEvaluator:
         train_started = time.monotonic()
         replay = self._open_replay(settings, deadline, state)  # starts while the candidate trains
         try:
-            self._train(ch, settings, deadline, state, replay if self.replay_ahead else None)
+            self._train(ch, settings, deadline, state, replay if self._core_to_spare(settings) else None)
             state.train_seconds = time.monotonic() - train_started
             ch.close()
             if state.best_epoch is not None:
                 self._verify(replay, deadline, state)
         finally:
             replay.close()
+
+    def _core_to_spare(self, settings: TrainSettings) -> bool:
+        cores = available_cores()
+        threads = settings.threads or max(1, cores // self.parallel)  # 0: the cores split between evaluations
+        return self.replay_ahead and threads * self.parallel < cores
 
     def _hello(self, ch: JobChannel, deadline: float, stage: str) -> None:
         """The child's first frame lists its active protections; refuse to go on without the required ones."""
@@ -370,6 +380,14 @@ def _died(ch: JobChannel, stage: str) -> _Outcome:
     why = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-code}" if code is not None else "unknown exit"
     who = "replay" if stage == "verify" else "candidate"
     return _Outcome(Status.FAILED, stage, f"the {who} process died during {stage} ({why}); a memory or resource limit may have been hit")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _number(value: object) -> float:

@@ -23,7 +23,6 @@ the work (see `ray_executor.RayExecutor` for the cluster version).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from autofusion.errors import SandboxError
-from autofusion.evaluation.evaluator import Budgets, ProxyEvaluator
+from autofusion.evaluation.evaluator import Budgets, ProxyEvaluator, available_cores
 from autofusion.evaluation.protocol import EvalResult, Status, TrainSettings
 from autofusion.sandbox.pool import Sandbox
 from autofusion.tasks.format import Task
@@ -43,14 +42,6 @@ MAX_RETRIES = 2  # re-runs of one job after the system (not the candidate) lost 
 # The evaluator's wording for a child that died without reporting (evaluator._recv, WireClosed).
 _DIED = "process died during"  # the candidate's or the replay's (`evaluator._died`)
 _SIGNALLED = "killed by signal"
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -89,9 +80,10 @@ class WorkerSupervisor:
 
     def __init__(self, start_sandbox: Callable[[], Sandbox], task: Task, budgets: Budgets = Budgets(),
                  static_policy: bool = True, recycle_after_jobs: int = RECYCLE_AFTER_JOBS,
-                 first: Sandbox | None = None, own_first: bool = True) -> None:
+                 first: Sandbox | None = None, own_first: bool = True, parallel: int = 1) -> None:
         self._start_sandbox = start_sandbox
         self.task, self.budgets, self.static_policy = task, budgets, static_policy
+        self.parallel = parallel  # evaluations at once through this supervisor's zygote
         self.recycle_after_jobs = recycle_after_jobs
         self._lock = threading.Lock()
         self._current: _Generation | None = self._bind(first) if first is not None else None
@@ -102,7 +94,7 @@ class WorkerSupervisor:
 
     def _bind(self, sandbox: Sandbox) -> _Generation:
         evaluator = ProxyEvaluator(sandbox.task_dir, sandbox=sandbox, budgets=self.budgets,
-                                   static_policy=self.static_policy, task=self.task)
+                                   static_policy=self.static_policy, task=self.task, parallel=self.parallel)
         return _Generation(sandbox, evaluator)
 
     def acquire(self) -> _Generation:
@@ -169,7 +161,7 @@ class LocalExecutor:
             lambda: Sandbox(box.task_dir, hardening=box.hardening, require_network_isolation=box.require_network_isolation,
                             allow_weak=box.allow_weak, spare_cores=getattr(box, "spare_cores", True)),
             evaluator.task, evaluator.budgets, evaluator.static_policy, recycle_after_jobs, first=box,
-            own_first=bool(getattr(evaluator, "_owns_sandbox", True)))
+            own_first=bool(getattr(evaluator, "_owns_sandbox", True)), parallel=workers)
         self.n_retries = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluation")
         self._closed = False
