@@ -1,8 +1,9 @@
 """Throughput: candidates per minute with 1 and 2 workers; multi-fidelity (ASHA) vs. full fidelity.
 
 Part 1 (`--part workers`): the zoo's modules (real fusion modules of varied cost), each trained with
-the full protocol, through `LocalExecutor` with 1 worker (all cores' threads to one job) and with 2
-workers (cores split between them) — the same jobs, the same budget. Target on 2 cores: >= 1.7x.
+the full protocol, through `LocalExecutor` with 1 worker (all cores' threads to one job, and 1 thread)
+and with 2 workers (cores split between them) — the same jobs, the same budget, in `--rounds` rounds
+that run every configuration once in rotated order. Target on 2 cores: >= 1.7x.
 
 Part 2 (`--part fidelity`): `autofusion search` on built-in tasks with `--fidelity off` and
 `--fidelity asha` at the same budget and seed; wall time, training epochs spent, and the best search
@@ -24,7 +25,9 @@ import time
 from pathlib import Path
 
 
-def workers_part(task: str, epochs: int, repeat_zoo: int, modules: list[str]) -> None:
+def workers_part(task: str, epochs: int, repeat_zoo: int, modules: list[str], rounds: int) -> None:
+    import statistics
+
     from autofusion.evaluation.executors import LocalExecutor, threads_per_worker
     from autofusion.evaluation.protocol import TrainSettings
     from autofusion.tasks.builtin import resolve_task
@@ -33,27 +36,37 @@ def workers_part(task: str, epochs: int, repeat_zoo: int, modules: list[str]) ->
     task_dir = resolve_task(task)
     jobs = [(name, seed) for seed in range(repeat_zoo) for name in modules]
     print(f"\n[workers] task {task}: {len(jobs)} evaluations ({len(modules)} zoo modules x {repeat_zoo} seeds), "
-          f"{epochs} epochs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    rows = []
+          f"{epochs} epochs each, {rounds} rounds; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     # (workers, threads): the project's default split of the cores, and 1 worker with 1 thread (the
     # same per-job compute as each of the 2 workers: parallel scaling without intra-op threading).
-    for workers, threads in ((1, threads_per_worker(1)), (1, 1), (2, threads_per_worker(2))):
-        executor = LocalExecutor.start(task_dir, workers=workers)
-        executor.run(zoo_source("concat"), TrainSettings(epochs=1, threads=1))  # warm-up
-        settings = TrainSettings(epochs=epochs, patience=0, threads=threads)
-        started = time.perf_counter()
-        futures = [executor.submit(zoo_source(name), settings.with_(seed=seed)) for name, seed in jobs]
-        results = [f.result() for f in futures]
-        wall = time.perf_counter() - started
+    configs = ((1, threads_per_worker(1)), (1, 1), (2, threads_per_worker(2)))
+    executors = [LocalExecutor.start(task_dir, workers=workers) for workers, _ in configs]
+    for executor in executors:  # warm-up
+        executor.run(zoo_source("concat"), TrainSettings(epochs=1, threads=1))
+    walls: list[list[float]] = [[] for _ in configs]
+    failed = 0
+    # Each round runs every configuration once on the same jobs, in a rotated order, so the drifts of
+    # a shared machine's load hit all of them; the ratios are taken within a round.
+    for r in range(rounds):
+        for i in [(r + k) % len(configs) for k in range(len(configs))]:
+            settings = TrainSettings(epochs=epochs, patience=0, threads=configs[i][1])
+            started = time.perf_counter()
+            futures = [executors[i].submit(zoo_source(name), settings.with_(seed=seed)) for name, seed in jobs]
+            failed += sum(not f.result().ok for f in futures)
+            walls[i].append(time.perf_counter() - started)
+    for executor in executors:
         executor.shutdown()
-        n_ok = sum(r.ok for r in results)
-        rows.append((workers, settings.threads, wall, 60 * len(jobs) / wall, n_ok))
-    print(f"{'workers':>7} {'threads':>7} {'wall s':>8} {'cand/min':>9} {'ok':>4} {'x 1 worker':>10}")
-    for workers, threads, wall, per_min, n_ok in rows:
-        print(f"{workers:7d} {threads:7d} {wall:8.1f} {per_min:9.1f} {n_ok:4d} {per_min / rows[0][3]:10.2f}")
-    print(f"2 workers vs 1 (default threads): {rows[2][3] / rows[0][3]:.2f}x; vs 1 worker x 1 thread: "
-          f"{rows[2][3] / rows[1][3]:.2f}x (target >= 1.7x on 2 cores); "
-          f"load average after {os.getloadavg()[0]:.2f}")
+    per_min = [[60 * len(jobs) / w for w in ws] for ws in walls]
+    print(f"{'workers':>7} {'threads':>7} {'median wall s':>13} {'cand/min':>9} {'x 1 worker':>10}")
+    for (workers, threads), ws, pm in zip(configs, walls, per_min):
+        print(f"{workers:7d} {threads:7d} {statistics.median(ws):13.2f} {statistics.median(pm):9.1f} "
+              f"{statistics.median(pm) / statistics.median(per_min[0]):10.2f}")
+    vs_default = [b / a for a, b in zip(per_min[0], per_min[2])]
+    vs_one = [b / a for a, b in zip(per_min[1], per_min[2])]
+    print(f"2 workers vs 1, median of the {rounds} rounds' ratios: {statistics.median(vs_default):.2f}x against 1 worker "
+          f"with the default threads ({min(vs_default):.2f}-{max(vs_default):.2f}), {statistics.median(vs_one):.2f}x against "
+          f"1 worker x 1 thread ({min(vs_one):.2f}-{max(vs_one):.2f}); target >= 1.7x on 2 cores. "
+          f"{failed} failed evaluations; load average after {os.getloadavg()[0]:.2f}")
 
 
 def _search(task: str, mode: str, budget: int, seed: int, epochs: int, root: Path) -> dict:
@@ -107,11 +120,12 @@ def main() -> int:
     parser.add_argument("--worker-epochs", type=int, default=3, help="epochs per job in the workers part")
     parser.add_argument("--modules", default="concat,late,gmu,film,lmf,tfn", help="zoo modules in the workers part")
     parser.add_argument("--repeat-zoo", type=int, default=2, help="seeds per zoo module in the workers part")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the workers part (every configuration once each)")
     parser.add_argument("--budget", type=int, default=12)
     parser.add_argument("--seeds", type=int, default=1)
     args = parser.parse_args()
     if args.part in ("workers", "all"):
-        workers_part(args.task, args.worker_epochs, args.repeat_zoo, args.modules.split(","))
+        workers_part(args.task, args.worker_epochs, args.repeat_zoo, args.modules.split(","), args.rounds)
     if args.part in ("fidelity", "all"):
         fidelity_part(args.fidelity_tasks.split(","), args.budget, args.seeds, args.epochs)
     return 0
