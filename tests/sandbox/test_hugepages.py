@@ -84,3 +84,15 @@ def test_the_zygote_collapses_its_memory_while_it_waits(shared_sandbox) -> None:
     while _anon_huge_kb(shared_sandbox.proc.pid) < 32 * 1024 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _anon_huge_kb(shared_sandbox.proc.pid) >= 32 * 1024
+
+
+def test_a_host_without_smaps_turns_the_collapser_off_instead_of_failing(monkeypatch) -> None:
+    from autofusion.sandbox import hugepages
+
+    def missing() -> list[int]:
+        raise FileNotFoundError("/proc/self/smaps")
+
+    monkeypatch.setattr(hugepages, "collapsible_chunks", missing)
+    collapser = hugepages.Collapser()
+    collapser.step()
+    assert not collapser.supported and not collapser.due()

@@ -82,7 +82,10 @@ class Collapser:
         if not self.due():
             return
         if not self.pending:
-            self.pending = collapsible_chunks()
+            try:
+                self.pending = collapsible_chunks()
+            except (OSError, ValueError):  # no /proc here, or a format this parser does not know
+                self.supported = False
             self.next_scan = time.monotonic() + self.rescan_s
             return
         if collapse(self.pending.pop()):
