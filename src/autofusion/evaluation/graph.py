@@ -26,7 +26,7 @@ import json
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -173,10 +173,10 @@ class Graph:
     state: list[str]
     constants: list[str]
     nodes: list[tuple[str, Any, Any, Any]]  # (op, target or name, args, kwargs)
-    literals: int = 0  # numbers written into the graph as values (Scalar/float arguments)
+    literals: int  # numbers written into the graph as values (Scalar/float arguments)
     # After node i runs, `run` drops the values no later node reads (`frees[i]`), as eager execution
     # would: kept alive, every intermediate is a fresh allocation (replay 1.5-2x slower than eager).
-    frees: list[list[int]] = field(default_factory=list)
+    frees: list[list[int]]
 
 
 def decode(raw: bytes) -> Graph:
@@ -344,7 +344,6 @@ def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch
             return [arg(x) for x in v]
         return v
 
-    frees = graph.frees or [[] for _ in graph.nodes]
     for i, (op, target, args, kwargs) in enumerate(graph.nodes):
         if op == "state":
             values.append(state[target])
@@ -362,7 +361,7 @@ def run(graph: Graph, state: dict[str, torch.Tensor], constants: dict[str, torch
                 flops[0] += op_flops(target, a, k, out)
             values.append(out)
             del a, k
-            for j in frees[i]:
+            for j in graph.frees[i]:
                 values[j] = None
         else:
             out = arg(args)

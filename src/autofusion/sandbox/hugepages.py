@@ -73,7 +73,6 @@ class Collapser:
         self.next_scan = 0.0
         self.supported = True  # until the kernel refuses every chunk of the first scan
         self.collapsed = 0  # chunks, over the process's life
-        self.refused = 0
 
     def due(self) -> bool:
         return self.supported and (bool(self.pending) or time.monotonic() >= self.next_scan)
@@ -90,7 +89,5 @@ class Collapser:
             return
         if collapse(self.pending.pop()):
             self.collapsed += 1
-        else:
-            self.refused += 1
-            if not self.collapsed and not self.pending:
-                self.supported = False  # nothing ever collapsed: a kernel before 6.1, or THP disabled
+        elif not self.collapsed and not self.pending:
+            self.supported = False  # nothing ever collapsed: a kernel before 6.1, or THP disabled
